@@ -1,0 +1,58 @@
+# sporeprint — `make help` lists the targets. Everything installs itself into .venv.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+GBIF_SAMPLE ?= ../shared/fixtures/gbif/multimedia_psilocybe_semilanceata.txt
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install test test-unit test-e2e lint typecheck schema demo down bench bench-import \
+	bench-harvest bench-curate bench-input bench-serve clean
+
+help: ## list the targets
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install sporeprint with every extra
+
+test: $(STAMP) ## run the whole test suite (starts and stops its own S3 server, Redis, services)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-unit: $(STAMP) ## unit tests only (no servers)
+	$(BIN)/python -m pytest tests/unit -m "not ml" $(PYTEST_ARGS)
+
+test-e2e: $(STAMP) ## integration and end-to-end tests against the real local stack
+	$(BIN)/python -m pytest tests/e2e tests/contract $(PYTEST_ARGS)
+
+lint: $(STAMP) ## ruff
+	$(BIN)/ruff check .
+
+typecheck: $(STAMP) ## mypy
+	$(BIN)/mypy
+
+schema: $(STAMP) ## regenerate shared/jsonschema from the pydantic contract
+	$(BIN)/sporeprint schema export
+
+demo: $(STAMP) ## the main job: start the local stack and run the pipeline on the GBIF sample
+	$(BIN)/sporeprint stack up
+	$(BIN)/sporeprint import $(GBIF_SAMPLE) --dataset psilocybe-semilanceata \
+		--species "Psilocybe semilanceata" --family Hymenogastraceae
+	@echo "stop everything with: make down"
+
+down: ## stop what `make demo` started
+	@if [ -x $(BIN)/sporeprint ]; then $(BIN)/sporeprint stack down; fi
+
+bench: bench-import ## run every benchmark and write bench/results/*.md
+
+bench-import: $(STAMP) ## 2.3M-row GBIF import: rows/s and peak RSS
+	$(BIN)/python bench/import_gbif.py --rows 2300000
+
+clean: down ## remove the venv, caches and local stack data
+	rm -rf $(VENV) .stack .data .pytest_cache .mypy_cache .ruff_cache

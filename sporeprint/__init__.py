@@ -1,0 +1,1 @@
+"""sporeprint: the command line that ties the services together (``sporeprint --help``)."""

@@ -1,0 +1,3 @@
+from sporeprint.cli import main
+
+main()
