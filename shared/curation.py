@@ -1,0 +1,85 @@
+"""The blacklist contract: what the curator serves at ``GET /blacklist`` and the downloader obeys.
+
+An entry is a domain (``mycoportal.org``: that host and its subdomains) or a domain plus a
+path prefix (``mediaphoto.mnhn.fr/media/``: only URLs under that path).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+# The domains the first team blacklisted by hand (DESIGN.md); the curator seeds its list with them.
+SEED_BLACKLIST: dict[str, str] = {
+    "data.huh.harvard.edu": "herbarium sheets (seed list)",
+    "fm-digital-assets.fieldmuseum.org": "herbarium sheets (seed list)",
+    "mycoportal.org": "specimen labels and herbarium sheets (seed list)",
+    "s3.msi.umn.edu/": "herbarium sheets (seed list)",
+    "mediaphoto.mnhn.fr/media/": "herbarium sheets (seed list)",
+    "unimus.no/felles/": "specimen envelopes (seed list)",
+    "oxalis.br.fgov.be/images": "herbarium sheets (seed list)",
+}
+
+_ENTRY = re.compile(r"^(?P<domain>[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)+)(?P<path>/[^\s?#]*)?$")
+
+
+class InvalidEntry(ValueError):
+    """Not a domain or domain/path-prefix."""
+
+
+def parse_entry(entry: str) -> tuple[str, str | None]:
+    """``"Host.org/path/"`` -> ``("host.org", "/path/")``; ``"host.org"`` -> ``("host.org", None)``."""
+    normalized = entry.strip()
+    if "://" in normalized:
+        raise InvalidEntry(f"blacklist entry {entry!r}: give a domain or domain/path, not a URL with a scheme")
+    match = _ENTRY.match(normalized.lower())
+    if not match:
+        raise InvalidEntry(f"blacklist entry {entry!r} is not a domain (example.org) or domain/path (example.org/x/)")
+    path = match.group("path")
+    return match.group("domain"), (path if path and path != "/" else None)
+
+
+class BlacklistEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    entry: str = Field(description="domain or domain/path-prefix, lower-case host")
+    domain: str
+    path_prefix: str | None = None
+    reason: str
+    added_by: str
+    added_at: datetime
+
+    @field_validator("entry")
+    @classmethod
+    def _valid_entry(cls, value: str) -> str:
+        parse_entry(value)
+        return value
+
+    def matches(self, host: str, path: str) -> bool:
+        host = host.lower()
+        if host != self.domain and not host.endswith("." + self.domain):
+            return False
+        return self.path_prefix is None or path.startswith(self.path_prefix)
+
+
+class Blacklist(BaseModel):
+    """The whole list, as served by the curator and cached by the downloader."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    entries: list[BlacklistEntry] = Field(default_factory=list)
+    revision: int = Field(default=0, description="increases with every change")
+
+    def match(self, url: str) -> BlacklistEntry | None:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        for item in self.entries:
+            if item.matches(host, parts.path or "/"):
+                return item
+        return None
+
+
+CONTRACT_MODELS: dict[str, type[BaseModel]] = {"BlacklistEntry": BlacklistEntry, "Blacklist": Blacklist}

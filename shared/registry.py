@@ -1,0 +1,129 @@
+"""The model registry contract: what the trainer writes and the inference service loads.
+
+Layout in the bucket::
+
+    models/<model_id>/card.json      ModelCard: status, lineage (dataset + manifest version), classes, metrics
+    models/<model_id>/model.keras    the Keras model; preprocessing inside it (see below)
+    models/<model_id>/...            spec, history, plots, SavedModel, TFLite (written by the trainer)
+    models/promoted.json             PromotedPointer: the model /predict serves (compare-and-set)
+
+Model I/O contract: input ``float32`` RGB images, shape ``(batch, image_size, image_size, 3)``, values in
+``[0, 255]`` (rescaling and normalisation are layers inside the model, so serving cannot drift from
+training); output ``(batch, len(classes))`` softmax probabilities in the order of ``ModelCard.classes``.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.schemas import TaxonLevel
+from shared.storage import ObjectNotFound, ObjectStore, PreconditionFailed
+
+PROMOTED_KEY = "models/promoted.json"
+MODEL_ID = re.compile(r"^[a-z0-9][a-z0-9-]{2,63}$")
+
+
+class ModelStatus(StrEnum):
+    training = "training"
+    complete = "complete"
+    failed = "failed"
+
+
+class ClassLabel(BaseModel):
+    index: int = Field(ge=0)
+    name: str = Field(description="the label trained on, at the job's taxon level")
+    species: str | None = None
+    genus: str | None = None
+    family: str | None = None
+
+
+class ModelCard(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model_id: str
+    status: ModelStatus
+    created_at: datetime
+    dataset: str
+    manifest_version: int
+    taxon_level: TaxonLevel = TaxonLevel.species
+    backbone: str
+    image_size: int = Field(ge=16)
+    classes: list[ClassLabel]
+    metrics: dict[str, float] = Field(default_factory=dict, description="test-split metrics: top1, top3, macro_f1")
+    test_split_hash: str | None = Field(default=None, description="identifies the test split, to compare models")
+    spec: dict[str, Any] = Field(default_factory=dict, description="the TrainingJobSpec it was trained from")
+    artifacts: list[str] = Field(default_factory=list, description="file names under models/<model_id>/")
+
+
+class PromotedPointer(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model_id: str
+    promoted_at: datetime
+    promoted_by: str = "api"
+
+
+class ModelNotFound(LookupError):
+    pass
+
+
+class PromotionRefused(ValueError):
+    pass
+
+
+def model_key(model_id: str, name: str) -> str:
+    if not MODEL_ID.match(model_id):
+        raise ModelNotFound(f"invalid model id {model_id!r}")
+    return f"models/{model_id}/{name}"
+
+
+class ModelRegistry:
+    def __init__(self, store: ObjectStore) -> None:
+        self.store = store
+
+    def save_card(self, card: ModelCard) -> None:
+        self.store.put_json(model_key(card.model_id, "card.json"), card.model_dump(mode="json"))
+
+    def card(self, model_id: str) -> ModelCard:
+        try:
+            return ModelCard.model_validate(self.store.get_json(model_key(model_id, "card.json")))
+        except ObjectNotFound:
+            raise ModelNotFound(f"no model {model_id!r}") from None
+
+    def cards(self) -> list[ModelCard]:
+        cards = [
+            ModelCard.model_validate(self.store.get_json(key))
+            for key in self.store.list("models/")
+            if key.endswith("/card.json") and key.count("/") == 2
+        ]
+        return sorted(cards, key=lambda card: card.created_at, reverse=True)
+
+    def promoted(self) -> PromotedPointer | None:
+        pointer = self.store.read_pointer(PROMOTED_KEY)
+        return PromotedPointer.model_validate(pointer.value) if pointer else None
+
+    def promote(self, model_id: str, by: str = "api") -> PromotedPointer:
+        """Point /predict at ``model_id``; only a complete model can be promoted."""
+        card = self.card(model_id)
+        if card.status is not ModelStatus.complete:
+            raise PromotionRefused(f"model {model_id!r} is {card.status.value}; only a complete model can be promoted")
+        if "model.keras" not in card.artifacts:
+            raise PromotionRefused(f"model {model_id!r} has no model.keras artifact")
+        new = PromotedPointer(model_id=model_id, promoted_at=datetime.now(UTC), promoted_by=by)
+        for attempt in range(20):
+            current = self.store.read_pointer(PROMOTED_KEY)
+            try:
+                self.store.compare_and_set(PROMOTED_KEY, new.model_dump(mode="json"), current)
+                return new
+            except PreconditionFailed:
+                time.sleep(0.01 * (attempt + 1))
+        raise PromotionRefused("the promoted pointer changed 20 times while promoting; try again")
+
+
+CONTRACT_MODELS: dict[str, type[BaseModel]] = {"ModelCard": ModelCard, "PromotedPointer": PromotedPointer}
