@@ -23,7 +23,8 @@ SEED_BLACKLIST: dict[str, str] = {
     "oxalis.br.fgov.be/images": "herbarium sheets (seed list)",
 }
 
-_ENTRY = re.compile(r"^(?P<domain>[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)+)(?P<path>/[^\s?#]*)?$")
+_LABEL = r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?"
+_ENTRY = re.compile(rf"^(?P<domain>{_LABEL}(?:\.{_LABEL})+)(?P<path>/[^\s?#]*)?$")
 
 
 class InvalidEntry(ValueError):
