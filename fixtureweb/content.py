@@ -61,12 +61,17 @@ class ImageSpec:
         return max(1, round(max_side * aspect)), max_side
 
 
+def _keystream(check: bytes) -> bytes:
+    return hashlib.blake2b(_TOKEN_KEY + check, digest_size=8).digest()
+
+
 def encode_token(spec: ImageSpec, salt: int = 0) -> str:
-    """An opaque 20-hex-digit name for `spec`; a different `salt` gives another URL for the same bytes."""
+    """An opaque 20-hex-digit name for `spec`; a different `salt` gives another URL for the same bytes.
+    A 2-byte check both keys the scrambling (so tokens share no visible prefix) and rejects made-up ones."""
     payload = struct.pack(">BHIB", _KIND_CODES.index(spec.kind), spec.index, spec.seed & 0xFFFFFFFF, salt & 0xFF)
-    hidden = bytes(a ^ b for a, b in zip(payload, _TOKEN_KEY, strict=True))
     check = hashlib.blake2b(payload, digest_size=2).digest()
-    return (hidden + check).hex()
+    hidden = bytes(a ^ b for a, b in zip(payload, _keystream(check), strict=True))
+    return (check + hidden).hex()
 
 
 def decode_token(token: str) -> tuple[ImageSpec, int] | None:
@@ -76,8 +81,9 @@ def decode_token(token: str) -> tuple[ImageSpec, int] | None:
         return None
     if len(raw) != 10:
         return None
-    payload = bytes(a ^ b for a, b in zip(raw[:8], _TOKEN_KEY, strict=True))
-    if hashlib.blake2b(payload, digest_size=2).digest() != raw[8:]:
+    check = raw[:2]
+    payload = bytes(a ^ b for a, b in zip(raw[2:], _keystream(check), strict=True))
+    if hashlib.blake2b(payload, digest_size=2).digest() != check:
         return None
     code, index, seed, salt = struct.unpack(">BHIB", payload)
     if code >= len(_KIND_CODES):

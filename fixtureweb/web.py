@@ -155,9 +155,14 @@ class FixtureWeb:
 
 
 async def serve_forever(config: WebConfig, host: str, port: int,
-                        on_ready: Callable[[FixtureWebInfo], None] | None = None) -> None:
-    """Serve `config` on the running loop until cancelled (the CLI's foreground server)."""
+                        on_ready: Callable[[FixtureWebInfo], None] | None = None,
+                        warm_urls: Iterable[str] = ()) -> None:
+    """Serve `config` on the running loop until cancelled (the CLI's foreground server), after
+    pre-rendering `warm_urls`."""
     handler = FixtureHandler(config)
+    warmed = sum(map(handler.warm, warm_urls))
+    if warmed:
+        logger.info("pre-rendered %d images", warmed)
     runner, bound = await start_site(handler, host, port)
     try:
         if on_ready is not None:
