@@ -11,7 +11,7 @@ from pydantic import BaseModel
 SCHEMA_DIR = Path(__file__).parent / "jsonschema"
 
 # Modules that define contract models; each exposes CONTRACT_MODELS: dict[name, model].
-CONTRACT_MODULES = ["shared.schemas", "shared.curation", "shared.registry"]
+CONTRACT_MODULES = ["shared.schemas", "shared.curation", "shared.registry", "shared.training"]
 
 
 def contract_models() -> dict[str, type[BaseModel]]:

@@ -59,6 +59,8 @@ class ModelCard(BaseModel):
     test_split_hash: str | None = Field(default=None, description="identifies the test split, to compare models")
     spec: dict[str, Any] = Field(default_factory=dict, description="the TrainingJobSpec it was trained from")
     artifacts: list[str] = Field(default_factory=list, description="file names under models/<model_id>/")
+    error: str | None = Field(default=None, description="why a failed model failed")
+    job_id: str | None = Field(default=None, description="the training job (RQ queue `train`) that produced it")
 
 
 class PromotedPointer(BaseModel):

@@ -68,7 +68,7 @@ def detect_format(path: Path) -> SourceFormat:
 
 
 def parse_source(path: Path, taxon: Taxon | None = None) -> ParsedSource:
-    """Parse a whole source into one ImageRecord table, duplicates collapsed, sorted by id."""
+    """Parse a whole source into one ImageRecord table in input order, duplicates collapsed."""
     source_format = detect_format(path)
     if source_format is SourceFormat.csv_list:
         parts = list(read_csv_list(path))
@@ -79,10 +79,12 @@ def parse_source(path: Path, taxon: Taxon | None = None) -> ParsedSource:
         raise ImportFailed(path.name, "no image rows (every row lacked a media URL, or the file has only a header)")
     table = pa.concat_tables(parts)
     read = table.num_rows
-    table = table.append_column("__row", pa.array(range(read), pa.int64()))
-    first = table.group_by("image_id", use_threads=False).aggregate([("__row", "min")])
-    table = conform(table.take(first.column("__row_min")).drop_columns(["__row"]))  # first occurrence wins
-    table = table.sort_by([("observation_id", "ascending"), ("image_id", "ascending")])
+    if pc.count_distinct(table.column("image_id")).as_py() != read:
+        table = table.append_column("__row", pa.array(range(read), pa.int64()))
+        first = table.group_by("image_id", use_threads=False).aggregate([("__row", "min")])
+        rows = pc.sort_indices(first.column("__row_min"))  # first occurrence wins, input order kept
+        table = table.take(pc.take(first.column("__row_min"), rows)).drop_columns(["__row"])
+    table = conform(table)
     stats = {
         "rows_read": read,
         "rows": table.num_rows,

@@ -1,0 +1,282 @@
+"""The training contract: a TrainingJobSpec says exactly what to train, on which manifest version, and how.
+
+A typed, nested experiment config in the manner of tensorflow/models ``official/`` (data, model, optimizer,
+augmentation, callbacks, fine-tuning, runtime), validated and frozen; the trainer writes it next to the
+model (``models/<id>/spec.json``) so that every model is reproducible from its card.
+
+Sweeps (``SweepSpec``) expand a base spec over a grid of dotted-path overrides, one job per combination.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from enum import StrEnum
+from typing import Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from shared.schemas import TaxonLevel
+
+
+class Backbone(StrEnum):
+    efficientnet_b0 = "efficientnet_b0"
+    efficientnet_b1 = "efficientnet_b1"
+    efficientnet_b2 = "efficientnet_b2"
+    efficientnet_b3 = "efficientnet_b3"
+    resnet50 = "resnet50"
+    vgg16 = "vgg16"
+    vgg19 = "vgg19"
+    inception_v3 = "inception_v3"
+    mobilenet_v3 = "mobilenet_v3"
+    tiny_cnn = "tiny_cnn"  # a few conv layers: tests and CPU demos
+
+
+# Smallest input each backbone accepts (Keras applications refuse smaller ones).
+MIN_IMAGE_SIZE: dict[Backbone, int] = {backbone: 32 for backbone in Backbone}
+MIN_IMAGE_SIZE[Backbone.inception_v3] = 75
+MIN_IMAGE_SIZE[Backbone.tiny_cnn] = 16
+
+
+class OptimizerName(StrEnum):
+    adam = "adam"
+    sgd = "sgd"
+    rmsprop = "rmsprop"
+
+
+class DistributionStrategy(StrEnum):
+    default = "default"  # one device (the first GPU, else the CPU)
+    mirrored = "mirrored"  # every local GPU, synchronous data parallelism
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SplitFractions(_Frozen):
+    train: float = Field(default=0.7, gt=0, lt=1)
+    validation: float = Field(default=0.15, gt=0, lt=1)
+    test: float = Field(default=0.15, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _sum_to_one(self) -> Self:
+        total = self.train + self.validation + self.test
+        if not math.isclose(total, 1.0, abs_tol=1e-6):
+            raise ValueError(f"split fractions must sum to 1, got {total:g}")
+        return self
+
+
+class DataConfig(_Frozen):
+    dataset: str = Field(min_length=1, max_length=64, description="manifest dataset name")
+    manifest_version: int | None = Field(
+        default=None, ge=1, description="exact manifest version; None = the latest, pinned when the job is accepted"
+    )
+    taxon_level: TaxonLevel = TaxonLevel.species
+    classes: list[str] | None = Field(
+        default=None, description="explicit class names at the taxon level; None = the top_n most frequent"
+    )
+    top_n: int = Field(default=10, ge=2, le=1000, description="how many classes when `classes` is not given")
+    min_images_per_class: int = Field(default=10, ge=1, description="classes with fewer usable images are dropped")
+    images_per_class: int | None = Field(default=None, ge=1, description="cap per class (None: no cap)")
+    split: SplitFractions = SplitFractions()
+    split_seed: int = 0
+    image_size: int = Field(default=224, ge=16, le=1024)
+
+    @field_validator("classes")
+    @classmethod
+    def _classes(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        if not value:
+            raise ValueError("classes must not be empty: list at least 2 class names, or omit it to use top_n")
+        names = [name.strip() for name in value]
+        if any(not name for name in names):
+            raise ValueError("class names must not be blank")
+        if len(set(names)) != len(names):
+            raise ValueError("class names must be unique")
+        if len(names) < 2:
+            raise ValueError("a classifier needs at least 2 classes")
+        return names
+
+
+class BackboneConfig(_Frozen):
+    name: Backbone = Backbone.efficientnet_b0
+    weights: str = Field(
+        default="imagenet", description="'imagenet', 'none', or a path to a local weights file (no top)"
+    )
+
+    @field_validator("weights")
+    @classmethod
+    def _weights(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise ValueError("weights must be 'imagenet', 'none' or a path to a weights file")
+        return value
+
+    @property
+    def keras_weights(self) -> str | None:
+        return None if self.weights.lower() == "none" else self.weights
+
+
+class HeadConfig(_Frozen):
+    dropout: float = Field(default=0.2, ge=0, lt=1)
+    dense_units: int = Field(default=0, ge=0, le=8192, description="a hidden Dense layer before the classifier; 0 = none")
+
+
+class OptimizerConfig(_Frozen):
+    name: OptimizerName = OptimizerName.adam
+    learning_rate: float = Field(default=1e-4, gt=0, le=1)
+
+
+class AugmentationConfig(_Frozen):
+    """Each augmentation has a strength; 0 (or False) switches it off."""
+
+    rotation: float = Field(default=180, ge=0, le=180, description="max rotation, degrees either way")
+    flip_horizontal: bool = True
+    flip_vertical: bool = False
+    zoom: float = Field(default=0.1, ge=0, le=0.5, description="max relative zoom in or out")
+    brightness: float = Field(default=0.1, ge=0, le=1, description="max brightness shift, fraction of 255")
+    contrast: float = Field(default=0.1, ge=0, le=1, description="max relative contrast change")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.rotation or self.flip_horizontal or self.flip_vertical or self.zoom or self.brightness
+                    or self.contrast)
+
+
+class EarlyStoppingConfig(_Frozen):
+    enabled: bool = True
+    patience: int = Field(default=5, ge=1)
+
+
+class ReduceLROnPlateauConfig(_Frozen):
+    enabled: bool = True
+    factor: float = Field(default=0.2, gt=0, lt=1)
+    patience: int = Field(default=3, ge=1)
+    min_lr: float = Field(default=1e-7, ge=0)
+
+
+class CallbacksConfig(_Frozen):
+    """EarlyStopping and ModelCheckpoint both watch val_accuracy; the best epoch's weights are kept."""
+
+    early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
+    reduce_lr: ReduceLROnPlateauConfig = ReduceLROnPlateauConfig()
+
+
+class FineTuneConfig(_Frozen):
+    """After the head has converged: unfreeze the last N backbone layers (BatchNorm stays frozen), lower LR."""
+
+    enabled: bool = False
+    unfreeze_layers: int = Field(default=20, ge=1, description="how many of the backbone's last layers to unfreeze")
+    epochs: int = Field(default=5, ge=1, le=1000)
+    learning_rate: float = Field(default=1e-5, gt=0, le=1)
+
+
+class ExportConfig(_Frozen):
+    saved_model: bool = True
+    tflite_float16: bool = True
+
+
+class TrainingJobSpec(_Frozen):
+    """Everything a training job needs; the same spec always trains the same way on the same manifest version."""
+
+    name: str | None = Field(default=None, max_length=100, description="a label for people")
+    data: DataConfig
+    backbone: BackboneConfig = BackboneConfig()
+    head: HeadConfig = HeadConfig()
+    optimizer: OptimizerConfig = OptimizerConfig()
+    batch_size: int = Field(default=32, ge=1, le=4096)
+    epochs: int = Field(default=30, ge=1, le=1000)
+    augmentation: AugmentationConfig = AugmentationConfig()
+    callbacks: CallbacksConfig = CallbacksConfig()
+    fine_tune: FineTuneConfig = FineTuneConfig()
+    class_weights: Literal["none", "balanced"] = Field(
+        default="balanced", description="'balanced' weighs each class by n_samples / (n_classes * n_class)"
+    )
+    mixed_precision: bool = False
+    distribution: DistributionStrategy = DistributionStrategy.default
+    export: ExportConfig = ExportConfig()
+    auto_promote: bool = Field(
+        default=False, description="promote when it beats the promoted model on the same test split"
+    )
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _image_size_fits_backbone(self) -> Self:
+        minimum = MIN_IMAGE_SIZE[self.backbone.name]
+        if self.data.image_size < minimum:
+            raise ValueError(
+                f"image_size {self.data.image_size} is too small for {self.backbone.name.value} (minimum {minimum})"
+            )
+        return self
+
+    def pinned(self, manifest_version: int) -> TrainingJobSpec:
+        """This spec with its manifest version fixed (what the job actually trains on)."""
+        return self.with_overrides({"data.manifest_version": manifest_version})
+
+    def with_overrides(self, overrides: dict[str, Any]) -> TrainingJobSpec:
+        """A new, validated spec with dotted-path overrides applied, e.g. ``{"optimizer.learning_rate": 1e-3}``."""
+        data = self.model_dump(mode="json")
+        for path, value in overrides.items():
+            _set_dotted(data, path, value)
+        return TrainingJobSpec.model_validate(data)
+
+
+MAX_SWEEP_JOBS = 32
+
+
+class SweepSpec(_Frozen):
+    """A base spec and a grid: every combination of the grid's values becomes one job."""
+
+    name: str | None = Field(default=None, max_length=100)
+    base: TrainingJobSpec
+    grid: dict[str, list[Any]] = Field(
+        description="dotted spec path -> values, e.g. {'optimizer.learning_rate': [1e-3, 1e-4]}"
+    )
+
+    @field_validator("grid")
+    @classmethod
+    def _grid(cls, grid: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        if not grid:
+            raise ValueError("grid must name at least one spec path")
+        for path, values in grid.items():
+            if not values:
+                raise ValueError(f"grid path {path!r} has no values")
+        size = math.prod(len(values) for values in grid.values())
+        if size > MAX_SWEEP_JOBS:
+            raise ValueError(f"the grid makes {size} jobs; at most {MAX_SWEEP_JOBS} per sweep")
+        return grid
+
+    @model_validator(mode="after")
+    def _every_point_is_valid(self) -> Self:
+        self.expand()  # raises ValueError naming the bad combination
+        return self
+
+    def points(self) -> list[dict[str, Any]]:
+        paths = list(self.grid)
+        return [dict(zip(paths, combo, strict=True)) for combo in itertools.product(*self.grid.values())]
+
+    def expand(self) -> list[tuple[dict[str, Any], TrainingJobSpec]]:
+        expanded = []
+        for point in self.points():
+            try:
+                expanded.append((point, self.base.with_overrides(point)))
+            except (KeyError, ValueError) as exc:
+                raise ValueError(f"grid point {point} is not a valid spec: {exc}") from None
+        return expanded
+
+
+def _set_dotted(data: dict[str, Any], path: str, value: Any) -> None:
+    parts = path.split(".")
+    node = data
+    for part in parts[:-1]:
+        child = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(child, dict):
+            raise KeyError(f"unknown spec path {path!r}")
+        node = child
+    if parts[-1] not in node:
+        raise KeyError(f"unknown spec path {path!r}")
+    node[parts[-1]] = value
+
+
+CONTRACT_MODELS: dict[str, type[BaseModel]] = {"TrainingJobSpec": TrainingJobSpec, "SweepSpec": SweepSpec}
