@@ -227,7 +227,6 @@ class FixtureHandler:
         response.content_length = len(data)
         await response.prepare(request)
         await response.write(data[: len(data) // 2])
-        await response.drain()
         if request.transport is not None:
             request.transport.close()
         return response
