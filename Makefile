@@ -8,7 +8,7 @@ GBIF_SAMPLE ?= ../shared/fixtures/gbif/multimedia_psilocybe_semilanceata.txt
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-unit test-e2e lint typecheck schema demo down bench bench-import \
+.PHONY: help install browser test test-unit test-e2e lint typecheck schema demo down bench bench-import \
 	bench-harvest bench-curate bench-input bench-serve clean
 
 help: ## list the targets
@@ -22,7 +22,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv and install sporeprint with every extra
 
-test: $(STAMP) ## run the whole test suite (starts and stops its own S3 server, Redis, services)
+browser: ## install Debian's chromium for the browser tests (as root, if missing)
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium missing: sudo apt-get install chromium (browser tests will say why they skip)"; fi; }
+
+test: $(STAMP) browser ## run the whole test suite (starts and stops its own S3 server, Redis, services)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-unit: $(STAMP) ## unit tests only (no servers)
@@ -49,10 +54,24 @@ demo: $(STAMP) ## the main job: start the local stack and run the pipeline on th
 down: ## stop what `make demo` started
 	@if [ -x $(BIN)/sporeprint ]; then $(BIN)/sporeprint stack down; fi
 
-bench: bench-import ## run every benchmark and write bench/results/*.md
+bench: bench-import bench-harvest bench-curate bench-input bench-serve ## run every benchmark; writes BENCHMARKS.md
+	$(BIN)/python bench/report.py
 
 bench-import: $(STAMP) ## 2.3M-row GBIF import: rows/s and peak RSS
 	$(BIN)/python bench/import_gbif.py --rows 2300000
+
+bench-harvest: $(STAMP) ## harvest: sequential vs img2dataset vs sporeprint (images/s, RSS)
+	$(BIN)/pip install --quiet -e '.[bench]'
+	$(BIN)/python bench/harvest.py
+
+bench-curate: $(STAMP) ## domain scores on 2.3M rows; stage-1 filter images/s
+	$(BIN)/python bench/curate.py
+
+bench-input: $(STAMP) ## tf.data input pipeline vs ImageDataGenerator vs decode-only ceiling
+	$(BIN)/python bench/input.py
+
+bench-serve: $(STAMP) ## /predict vs naive model.predict endpoint at concurrency 1/8/32
+	$(BIN)/python bench/serve.py
 
 clean: down ## remove the venv, caches and local stack data
 	rm -rf $(VENV) .stack .data .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""The web console: one page over the four services' APIs (``sporeprint console``)."""
