@@ -1,0 +1,36 @@
+# syntax=docker/dockerfile:1
+# Curator API: slim, no TensorFlow (imagehash + scipy for the filter and duplicates).
+# Build from the repository root:  docker build -f deploy/docker/curator.Dockerfile -t sporeprint/curator .
+# docker-compose also runs this image as the CPU worker: python -m shared.worker harvest curate.
+
+ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS build
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PATH=/opt/venv/bin:$PATH
+WORKDIR /src
+RUN python -m venv /opt/venv
+# Dependencies first, from pyproject alone, so that a code change does not reinstall the dependencies.
+COPY pyproject.toml README.md ./
+COPY deploy/docker/constraints.txt /tmp/constraints.txt
+RUN pip install --no-cache-dir -c /tmp/constraints.txt ".[curator]"
+COPY shared ./shared
+COPY services ./services
+COPY sporeprint ./sporeprint
+RUN pip install --no-cache-dir --no-deps --force-reinstall . \
+    && python -I -c "import services.curator.main"
+
+FROM ${PYTHON_IMAGE}
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    SPOREPRINT_WORK_DIR=/data/work
+RUN useradd --create-home --uid 10001 --user-group sporeprint \
+    && mkdir -p /data/work \
+    && chown sporeprint:sporeprint /data/work
+COPY --from=build /opt/venv /opt/venv
+USER 10001:10001
+WORKDIR /home/sporeprint
+EXPOSE 8002
+CMD ["uvicorn", "services.curator.main:app", "--host", "0.0.0.0", "--port", "8002", "--proxy-headers", "--no-access-log"]

@@ -1,0 +1,47 @@
+# syntax=docker/dockerfile:1
+# The GPU training worker: `python -m shared.worker train` with TensorFlow on CUDA.
+# Build from the repository root:  docker build -f deploy/docker/trainer-gpu.Dockerfile -t sporeprint/trainer-gpu .
+#
+# The TensorFlow GPU base is TensorFlow's own pip route, `tensorflow[and-cuda]` (CUDA and cuDNN as pinned
+# wheels), on the same Python as the other images: the tensorflow/tensorflow:*-gpu images ship the distro's
+# Python, which need not satisfy requires-python >= 3.11. The host needs only the NVIDIA driver and the
+# NVIDIA container toolkit. TENSORFLOW_VERSION must equal tensorflow-cpu in constraints.txt (tests check it).
+ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS build
+ARG TENSORFLOW_VERSION=2.21.0
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PATH=/opt/venv/bin:$PATH
+WORKDIR /src
+RUN python -m venv /opt/venv
+COPY deploy/docker/constraints.txt /tmp/constraints.txt
+# The trainer extra minus tensorflow-cpu, which would shadow the CUDA build of the same package.
+RUN pip install --no-cache-dir -c /tmp/constraints.txt \
+        "tensorflow[and-cuda]==${TENSORFLOW_VERSION}" \
+        "matplotlib>=3.8" \
+        "scipy>=1.11"
+COPY pyproject.toml README.md ./
+RUN pip install --no-cache-dir -c /tmp/constraints.txt .
+COPY shared ./shared
+COPY services ./services
+COPY sporeprint ./sporeprint
+RUN pip install --no-cache-dir --no-deps --force-reinstall . \
+    && python -I -c "import shared.worker, services.trainer"
+
+FROM ${PYTHON_IMAGE}
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    SPOREPRINT_WORK_DIR=/data/work \
+    TF_CPP_MIN_LOG_LEVEL=1 \
+    TF_FORCE_GPU_ALLOW_GROWTH=true \
+    NVIDIA_VISIBLE_DEVICES=all \
+    NVIDIA_DRIVER_CAPABILITIES=compute,utility
+RUN useradd --create-home --uid 10001 --user-group sporeprint \
+    && mkdir -p /data/work \
+    && chown sporeprint:sporeprint /data/work
+COPY --from=build /opt/venv /opt/venv
+USER 10001:10001
+WORKDIR /home/sporeprint
+CMD ["python", "-m", "shared.worker", "train"]

@@ -1,0 +1,35 @@
+# syntax=docker/dockerfile:1
+# Trainer API (job specs, model registry) on CPU: tensorflow-cpu; the GPU worker is trainer-gpu.Dockerfile.
+# Build from the repository root:  docker build -f deploy/docker/trainer.Dockerfile -t sporeprint/trainer .
+
+ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS build
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PATH=/opt/venv/bin:$PATH
+WORKDIR /src
+RUN python -m venv /opt/venv
+# Dependencies first, from pyproject alone, so that a code change does not reinstall TensorFlow.
+COPY pyproject.toml README.md ./
+COPY deploy/docker/constraints.txt /tmp/constraints.txt
+RUN pip install --no-cache-dir -c /tmp/constraints.txt ".[trainer]"
+COPY shared ./shared
+COPY services ./services
+COPY sporeprint ./sporeprint
+RUN pip install --no-cache-dir --no-deps --force-reinstall . \
+    && python -I -c "import services.trainer.main"
+
+FROM ${PYTHON_IMAGE}
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    SPOREPRINT_WORK_DIR=/data/work
+RUN useradd --create-home --uid 10001 --user-group sporeprint \
+    && mkdir -p /data/work \
+    && chown sporeprint:sporeprint /data/work
+COPY --from=build /opt/venv /opt/venv
+USER 10001:10001
+WORKDIR /home/sporeprint
+EXPOSE 8003
+CMD ["uvicorn", "services.trainer.main:app", "--host", "0.0.0.0", "--port", "8003", "--proxy-headers", "--no-access-log"]
