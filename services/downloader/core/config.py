@@ -1,0 +1,52 @@
+"""Downloader settings (prefix ``SPOREPRINT_DOWNLOADER_``): network safety, politeness and harvest defaults.
+
+The shared settings (storage, Redis, token, curator URL) stay in :mod:`shared.settings`; these are the knobs
+only the harvester has.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_USER_AGENT = "sporeprint-harvester/0.1 (biodiversity image research; respects X-Robots-Tag noai)"
+
+
+class DownloaderSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SPOREPRINT_DOWNLOADER_", env_file=".env", env_ignore_empty=True, extra="ignore"
+    )
+
+    # Network safety. URLs come from untrusted files: private, loopback and link-local addresses are
+    # refused after DNS resolution and on every redirect. Tests and the benchmark allow loopback for the
+    # fixture web; private ranges (10/8, 172.16/12, 192.168/16, 169.254/16, ...) are never allowed.
+    allow_loopback: bool = False
+    # Host -> IP overrides like curl --resolve; keys are exact names or fnmatch patterns ("*.test").
+    resolve: dict[str, str] = Field(default_factory=dict)
+    user_agent: str = DEFAULT_USER_AGENT
+
+    # Where the last blacklist fetched from the curator is kept for when the curator is down.
+    blacklist_cache_key: str = "curation/blacklist-cache.json"
+    blacklist_timeout_s: float = Field(default=5.0, gt=0)
+
+    # How long a running harvest's lease lives without renewal: a worker killed with -9 lets another
+    # worker resume the harvest after this many seconds.
+    lease_ttl_s: int = Field(default=15, ge=2)
+    # RQ retries of a harvest job whose worker died (RQ notices through the job heartbeat).
+    job_retries: int = Field(default=2, ge=0)
+    checkpoint_interval_s: float = Field(default=2.0, gt=0)
+    progress_interval_s: float = Field(default=0.5, gt=0)
+
+    # CPU work (decode, validate, resize): "process" uses every core, "thread" keeps one process.
+    cpu_pool: str = Field(default="process", pattern="^(process|thread)$")
+    cpu_workers: int = Field(default=0, ge=0, description="0: one per core")
+    # Concurrent uploads to object storage.
+    store_concurrency: int = Field(default=16, ge=1)
+    max_upload_bytes: int = Field(default=200 * 1024 * 1024, ge=1)
+
+
+@lru_cache
+def get_downloader_settings() -> DownloaderSettings:
+    return DownloaderSettings()

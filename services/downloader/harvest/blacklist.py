@@ -1,0 +1,46 @@
+"""The blacklist a harvest obeys: the curator's, else the last copy it gave us, else the seed list."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+
+from services.downloader.clients.curator import CuratorClient, CuratorUnavailable
+from shared.curation import SEED_BLACKLIST, Blacklist, BlacklistEntry, parse_entry
+from shared.storage import ObjectNotFound, ObjectStore
+
+logger = logging.getLogger(__name__)
+
+
+def seed_blacklist() -> Blacklist:
+    entries = []
+    for entry, reason in SEED_BLACKLIST.items():
+        domain, path = parse_entry(entry)
+        entries.append(BlacklistEntry(entry=entry, domain=domain, path_prefix=path, reason=reason,
+                                      added_by="seed", added_at=datetime(2024, 1, 1, tzinfo=UTC)))
+    return Blacklist(entries=entries, revision=0)
+
+
+async def load_blacklist(curator_url: str, store: ObjectStore, cache_key: str,
+                         timeout_s: float = 5.0) -> tuple[Blacklist, str]:
+    """The blacklist and where it came from: "curator", "cache" or "seed"."""
+    try:
+        async with CuratorClient(curator_url, timeout_s) as curator:
+            blacklist = await curator.blacklist()
+    except CuratorUnavailable as exc:
+        logger.warning("curator unavailable (%s): using the cached blacklist", exc)
+    else:
+        try:
+            await asyncio.to_thread(store.put_json, cache_key, blacklist.model_dump(mode="json"))
+        except Exception:  # noqa: BLE001 - a failed cache write must not stop the harvest
+            logger.exception("could not cache the blacklist at %s", cache_key)
+        return blacklist, "curator"
+    try:
+        cached = await asyncio.to_thread(store.get_json, cache_key)
+        return Blacklist.model_validate(cached), "cache"
+    except ObjectNotFound:
+        logger.warning("no cached blacklist at %s: using the seed list", cache_key)
+    except ValueError as exc:
+        logger.warning("cached blacklist at %s is unreadable (%s): using the seed list", cache_key, exc)
+    return seed_blacklist(), "seed"

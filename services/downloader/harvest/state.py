@@ -1,0 +1,107 @@
+"""A harvest's durable state in object storage, so a harvest killed at any point resumes.
+
+    harvests/<id>/request.json                the request (dataset, version, options)
+    harvests/<id>/checkpoints/<seq>.json      results of finished rows, appended every few seconds
+    harvests/<id>/result.json                 the outcome: state, manifest version written, counts
+
+A row's result is checkpointed only after its image is in storage, so a restart refetches at most
+the rows of the last few seconds, and their content-addressed writes find the images already there.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.downloader.harvest.options import HarvestOptions
+from shared.storage import ObjectNotFound, ObjectStore
+
+logger = logging.getLogger(__name__)
+
+HARVEST_ID = re.compile(r"^[a-z0-9][a-z0-9-]{7,63}$")
+
+
+class HarvestRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    dataset: str
+    version: int = Field(ge=1)
+    options: HarvestOptions = Field(default_factory=HarvestOptions)
+    created_at: datetime
+
+
+class RowResult(BaseModel):
+    """The harvest columns of one manifest row."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    image_id: str
+    status: str
+    error: str | None = None
+    sha256: str | None = None
+    bytes: int | None = None
+    width: int | None = None
+    height: int | None = None
+    storage_key: str | None = None
+
+
+class HarvestOutcome(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    state: str  # completed | cancelled
+    dataset: str
+    parent_version: int
+    manifest_version: int | None = None
+    counts: dict[str, Any] = Field(default_factory=dict)
+    finished_at: datetime
+
+
+class HarvestState:
+    def __init__(self, store: ObjectStore, harvest_id: str) -> None:
+        if not HARVEST_ID.match(harvest_id):
+            raise ValueError(f"invalid harvest id {harvest_id!r}")
+        self.store = store
+        self.id = harvest_id
+        self.prefix = f"harvests/{harvest_id}/"
+        self._next_seq = 0
+
+    def save_request(self, request: HarvestRequest) -> None:
+        self.store.put_json(self.prefix + "request.json", request.model_dump(mode="json"))
+
+    def request(self) -> HarvestRequest:
+        return HarvestRequest.model_validate(self.store.get_json(self.prefix + "request.json"))
+
+    def exists(self) -> bool:
+        return self.store.exists(self.prefix + "request.json")
+
+    def load_results(self) -> dict[str, RowResult]:
+        """Every checkpointed row result; later checkpoints win (they never disagree on stored rows)."""
+        results: dict[str, RowResult] = {}
+        keys = sorted(self.store.list(self.prefix + "checkpoints/"))
+        for key in keys:
+            for row in self.store.get_json(key):
+                result = RowResult.model_validate(row)
+                results[result.image_id] = result
+            self._next_seq = max(self._next_seq, int(key.rsplit("/", 1)[1].split(".")[0]) + 1)
+        return results
+
+    def append(self, results: list[RowResult]) -> None:
+        if not results:
+            return
+        key = f"{self.prefix}checkpoints/{self._next_seq:08d}.json"
+        self.store.put_json(key, [result.model_dump(mode="json", exclude_none=True) for result in results])
+        self._next_seq += 1
+
+    def outcome(self) -> HarvestOutcome | None:
+        try:
+            return HarvestOutcome.model_validate(self.store.get_json(self.prefix + "result.json"))
+        except ObjectNotFound:
+            return None
+
+    def save_outcome(self, outcome: HarvestOutcome) -> None:
+        self.store.put_json(self.prefix + "result.json", outcome.model_dump(mode="json"))

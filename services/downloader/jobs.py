@@ -1,0 +1,75 @@
+"""RQ job functions of the downloader (queue ``harvest``)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+import uuid
+from typing import Any
+
+from services.downloader.core.config import DownloaderSettings, get_downloader_settings
+from services.downloader.harvest.blacklist import load_blacklist
+from services.downloader.harvest.control import HarvestControl
+from services.downloader.harvest.engine import Harvester, HarvestHooks
+from services.downloader.harvest.state import HarvestState
+from shared.queue import redis_connection, report_progress
+from shared.settings import Settings, get_settings
+from shared.storage import ObjectStore
+
+logger = logging.getLogger(__name__)
+
+
+class HarvestBusy(RuntimeError):
+    """Another worker holds the harvest's lease."""
+
+
+def run_harvest(harvest_id: str) -> dict[str, Any]:
+    """Run (or resume) harvest ``harvest_id`` to the end; idempotent, safe to run again after a crash."""
+    return execute_harvest(harvest_id, get_settings(), get_downloader_settings())
+
+
+def execute_harvest(harvest_id: str, settings: Settings, downloader: DownloaderSettings) -> dict[str, Any]:
+    store = ObjectStore.from_settings(settings)
+    state = HarvestState(store, harvest_id)
+    finished = state.outcome()
+    if finished is not None:
+        return finished.model_dump(mode="json")
+    control = HarvestControl(redis_connection(settings), harvest_id)
+    token = uuid.uuid4().hex
+    ttl = downloader.lease_ttl_s
+    deadline = time.monotonic() + 2 * ttl + 5  # a dead worker's lease runs out within ttl
+    while not control.acquire(token, ttl):
+        if time.monotonic() > deadline:
+            raise HarvestBusy(f"harvest {harvest_id} is being run by another worker")
+        time.sleep(0.5)
+    stop_renewing = threading.Event()
+    renewer = threading.Thread(target=_renew_lease, args=(control, token, ttl, stop_renewing),
+                               name="harvest-lease", daemon=True)
+    renewer.start()
+    try:
+        request = state.request()
+        blacklist, origin = asyncio.run(load_blacklist(
+            settings.curator_url, store, downloader.blacklist_cache_key, downloader.blacklist_timeout_s))
+        logger.info("harvest %s: blacklist from %s (%d entries)", harvest_id, origin, len(blacklist.entries))
+        hooks = HarvestHooks(
+            progress=lambda progress: report_progress(**progress, blacklist=origin),
+            should_cancel=control.cancel_requested,
+        )
+        outcome = asyncio.run(Harvester(store, request, downloader, blacklist, hooks).run())
+        report_progress(**outcome.counts, state=outcome.state, manifest_version=outcome.manifest_version)
+        return outcome.model_dump(mode="json")
+    finally:
+        stop_renewing.set()
+        renewer.join(5)
+        control.release(token)
+
+
+def _renew_lease(control: HarvestControl, token: str, ttl: int, stop: threading.Event) -> None:
+    while not stop.wait(max(0.5, ttl / 3)):
+        try:
+            if not control.renew(token, ttl):
+                logger.error("harvest %s: lost its lease", control.id)
+        except Exception:  # noqa: BLE001 - Redis hiccup: try again at the next tick
+            logger.exception("harvest %s: lease renewal failed", control.id)
