@@ -1,0 +1,97 @@
+"""Per-domain scores of a manifest version, and review samples of one domain."""
+
+from __future__ import annotations
+
+import secrets
+from enum import StrEnum
+from typing import Annotated
+
+import pyarrow.compute as pc
+from fastapi import APIRouter, HTTPException, Query, Response, status
+from pydantic import BaseModel
+
+from services.curator.analysis import read_cache
+from services.curator.api.deps import CuratorSettingsDep, ManifestsDep, StoreDep, resolve_version
+from services.curator.blacklist import BlacklistStore
+from services.curator.domain_scores import DomainRules, DomainScore, domain_scores
+from services.curator.labels import LabelStore
+from services.curator.review import DomainSample, SampleImage, contact_sheet, review_page, sample_rows
+
+router = APIRouter(prefix="/domains", tags=["domains"])
+
+NO_IMAGES = "no harvested images of this domain in the manifest version"
+SCORE_COLUMNS = ["image_id", "domain", "status", "sha256", "irrelevant_score", "duplicate_of"]
+
+
+class DomainReport(BaseModel):
+    dataset: str
+    version: int
+    rows: int
+    rules: DomainRules
+    domains: list[DomainScore]
+
+
+class SampleFormat(StrEnum):
+    json = "json"
+    png = "png"
+    html = "html"
+
+
+@router.get("", response_model=DomainReport)
+def list_domains(
+    store: StoreDep, manifests: ManifestsDep, defaults: CuratorSettingsDep,
+    dataset: str, version: Annotated[int | None, Query(ge=1)] = None,
+    min_scored: Annotated[int | None, Query(ge=1)] = None,
+    blacklist_lower: Annotated[float | None, Query(ge=0, le=1)] = None,
+    review_upper: Annotated[float | None, Query(ge=0, le=1)] = None,
+    irrelevant_threshold: Annotated[float | None, Query(ge=0, le=1)] = None,
+) -> DomainReport:
+    version = resolve_version(manifests, dataset, version)
+    rules = DomainRules(
+        min_scored=min_scored or defaults.min_scored,
+        blacklist_lower=defaults.blacklist_lower if blacklist_lower is None else blacklist_lower,
+        review_upper=defaults.review_upper if review_upper is None else review_upper,
+        irrelevant_threshold=defaults.irrelevant_threshold if irrelevant_threshold is None else irrelevant_threshold,
+        wilson_z=defaults.wilson_z,
+    )
+    table = manifests.read(dataset, version, columns=SCORE_COLUMNS)
+    cache = read_cache(store, dataset, columns=["image_id", "stage1"]).rename_columns(["image_id", "irrelevant_score"])
+    scores = domain_scores(table, LabelStore(store).table(), BlacklistStore(store).get(), rules, cache)
+    return DomainReport(dataset=dataset, version=version, rows=table.num_rows, rules=rules, domains=scores)
+
+
+@router.get("/{domain}/sample", response_model=DomainSample,
+            responses={200: {"content": {"image/png": {}, "text/html": {}}}})
+def domain_sample(
+    domain: str, store: StoreDep, manifests: ManifestsDep, defaults: CuratorSettingsDep,
+    dataset: str, version: Annotated[int | None, Query(ge=1)] = None,
+    n: Annotated[int, Query(ge=1)] = 24, seed: Annotated[int | None, Query(ge=0)] = None,
+    format: SampleFormat = SampleFormat.json,
+) -> DomainSample | Response:
+    version = resolve_version(manifests, dataset, version)
+    n = min(n, defaults.sample_max)
+    seed = secrets.randbelow(2**31) if seed is None else seed
+    table = manifests.read(dataset, version)
+    rows = sample_rows(table, domain.lower(), n, seed)
+    if rows.num_rows == 0:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, NO_IMAGES)
+    available = int(pc.sum(pc.and_(pc.equal(table.column("domain"), domain.lower()),
+                                   pc.equal(table.column("status"), "ok"))).as_py() or 0)
+    labels = LabelStore(store).all()
+    cache = read_cache(store, dataset, columns=["image_id", "stage1"])
+    cached = dict(zip(cache.column("image_id").to_pylist(), cache.column("stage1").to_pylist(), strict=True))
+    images = [
+        SampleImage(image_id=row["image_id"], observation_id=row["observation_id"], url=row["url"],
+                    storage_key=row["storage_key"], image_url=store.presigned_get_url(row["storage_key"]),
+                    irrelevant_score=row["irrelevant_score"] if row["irrelevant_score"] is not None
+                    else cached.get(row["image_id"]),
+                    label=labels[row["image_id"]].label.value if row["image_id"] in labels else None)
+        for row in rows.to_pylist()
+    ]
+    sample = DomainSample(dataset=dataset, version=version, domain=domain.lower(), seed=seed, available=available,
+                          images=images)
+    if format is SampleFormat.png:
+        return Response(contact_sheet(store, sample), media_type="image/png")
+    if format is SampleFormat.html:
+        return Response(review_page(sample), media_type="text/html; charset=utf-8")
+    return sample

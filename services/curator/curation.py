@@ -1,0 +1,296 @@
+"""A curation: one manifest version in, a new version out (operation ``curation``, parent = input).
+
+Rows are never deleted: blacklisted, not harvested, broken, too small, irrelevant and duplicate rows
+get ``excluded_reason`` (plus ``irrelevant_score`` and ``duplicate_of``), and a report counts them by
+reason and by domain. The decision is recomputed from the current blacklist, labels and rules on every
+run, so removing a domain from the blacklist puts its rows back in the next curation.
+
+``run_curation`` is the RQ job (queue ``curate``); its state lives in the job and, durably, in
+``curation/runs/<id>.json``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.curator.analysis import ImageAnalysis, analyses_to_table, analyze_stored, read_cache, write_cache
+from services.curator.blacklist import BlacklistStore
+from services.curator.duplicates import duplicate_groups
+from services.curator.filter.learned import FILTER_MODEL_KEY, load_learned
+from services.curator.labels import LabelStore
+from shared.curation import Blacklist
+from shared.manifests import ManifestStore
+from shared.queue import report_progress
+from shared.schemas import ExclusionReason, HarvestStatus, Operation
+from shared.settings import get_settings
+from shared.storage import ObjectNotFound, ObjectStore
+
+logger = logging.getLogger(__name__)
+
+CURATION_ID = re.compile(r"^[0-9a-f]{16,32}$")
+# When one row has several reasons, the first in this order is recorded.
+REASON_ORDER = (ExclusionReason.blacklisted, ExclusionReason.not_harvested, ExclusionReason.broken,
+                ExclusionReason.too_small, ExclusionReason.irrelevant, ExclusionReason.duplicate)
+
+
+class FilterChoice(StrEnum):
+    stage1 = "stage1"  # image statistics, calibrated, no training
+    learned = "learned"  # the head trained on labels (POST /filter/train); stage 1 if none is trained
+
+
+class CurationRules(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    irrelevant_threshold: float = Field(default=0.5, ge=0, le=1, description="exclude when the score is above")
+    min_side: int = Field(default=64, ge=1, le=10_000, description="exclude images whose shorter side is smaller")
+    duplicate_distance: int = Field(default=4, ge=0, le=16, description="pHash Hamming distance of near-duplicates")
+    exclude_duplicates: bool = True
+    filter: FilterChoice = FilterChoice.learned
+
+
+class RunState(StrEnum):
+    queued = "queued"
+    running = "running"
+    finished = "finished"
+    failed = "failed"
+
+
+class CurationReport(BaseModel):
+    rows: int
+    included: int
+    excluded: dict[str, int] = Field(description="rows per exclusion reason")
+    by_domain: dict[str, dict[str, int]] = Field(description="per domain: rows, included, and rows per reason")
+    cross_observation_duplicates: int = Field(description="duplicates whose original is in another observation")
+    analysed: int = Field(description="images fetched and analysed in this run")
+    reused: int = Field(description="images whose analysis came from the cache")
+    filter: str
+    blacklist_revision: int
+    labels_used: int
+
+
+class CurationRun(BaseModel):
+    id: str
+    dataset: str
+    version: int
+    rules: CurationRules
+    state: RunState
+    created_at: datetime
+    finished_at: datetime | None = None
+    output_version: int | None = None
+    report: CurationReport | None = None
+    error: str | None = None
+
+
+def run_key(curation_id: str) -> str:
+    return f"curation/runs/{curation_id}.json"
+
+
+def save_run(store: ObjectStore, run: CurationRun) -> None:
+    store.put_json(run_key(run.id), run.model_dump(mode="json"))
+
+
+def load_run(store: ObjectStore, curation_id: str) -> CurationRun | None:
+    try:
+        return CurationRun.model_validate(store.get_json(run_key(curation_id)))
+    except ObjectNotFound:
+        return None
+
+
+def blacklist_entries(table: pa.Table, blacklist: Blacklist) -> pa.Array:
+    """Per row, the blacklist entry covering its URL (null if none); Python work only per domain and for
+    rows of domains that have path-prefix entries."""
+    domains = table.column("domain")
+    result = pa.nulls(table.num_rows, pa.string())
+    out: np.ndarray = np.full(table.num_rows, None, dtype=object)
+    for domain in pc.unique(domains).to_pylist():
+        entries = [e for e in blacklist.entries if e.matches(domain, e.path_prefix or "/")]
+        if not entries:
+            continue
+        rows = np.flatnonzero(np.asarray(pc.equal(domains, domain).to_numpy(zero_copy_only=False), dtype=bool))
+        whole = next((e for e in entries if e.path_prefix is None), None)
+        if whole is not None:
+            out[rows] = whole.entry
+            continue
+        urls = pc.take(table.column("url"), pa.array(rows)).to_pylist()
+        for row, url in zip(rows, urls, strict=True):
+            match = blacklist.match(url)
+            out[row] = match.entry if match else None
+    if any(value is not None for value in out):
+        result = pa.array(out.tolist(), pa.string())
+    return result
+
+
+def curate_table(table: pa.Table, analyses: pa.Table, scores: np.ndarray, blacklist: Blacklist,
+                 labels: pa.Table, rules: CurationRules) -> tuple[pa.Table, dict[str, Any]]:
+    """Pure: mark exclusions on ``table``. ``analyses`` is aligned with ``table`` (null rows: not analysed);
+    ``scores`` the filter score per row (NaN: none)."""
+    n = table.num_rows
+    reasons = np.full(n, None, dtype=object)
+
+    def mark(mask: np.ndarray, reason: ExclusionReason) -> None:
+        reasons[mask & (reasons == None)] = reason.value  # noqa: E711 - elementwise comparison
+
+    entries = blacklist_entries(table, blacklist)
+    mark(np.asarray(pc.is_valid(entries).to_numpy(zero_copy_only=False), dtype=bool), ExclusionReason.blacklisted)
+    harvested = np.asarray(pc.fill_null(pc.equal(table.column("status"), HarvestStatus.ok.value), False)
+                           .to_numpy(zero_copy_only=False), dtype=bool) & \
+        np.asarray(pc.is_valid(table.column("storage_key")).to_numpy(zero_copy_only=False), dtype=bool)
+    mark(~harvested, ExclusionReason.not_harvested)
+    broken = np.asarray(pc.fill_null(analyses.column("broken"), True).to_numpy(zero_copy_only=False), dtype=bool)
+    mark(broken, ExclusionReason.broken)
+    width = pc.coalesce(table.column("width"), analyses.column("width")).to_numpy(zero_copy_only=False)
+    height = pc.coalesce(table.column("height"), analyses.column("height")).to_numpy(zero_copy_only=False)
+    side = np.nan_to_num(np.minimum(width.astype(np.float64), height.astype(np.float64)), nan=0.0)
+    mark(~broken & (side < rules.min_side), ExclusionReason.too_small)
+
+    position = pc.index_in(table.column("image_id"), value_set=labels.column("image_id"))
+    human = pc.take(labels.column("human_irrelevant"), position)
+    labelled = np.asarray(pc.is_valid(human).to_numpy(zero_copy_only=False), dtype=bool)
+    human_irrelevant = np.asarray(pc.fill_null(human, False).to_numpy(zero_copy_only=False), dtype=bool)
+    # A person's label overrides the filter, both ways.
+    irrelevant = np.where(labelled, human_irrelevant, np.nan_to_num(scores, nan=0.0) > rules.irrelevant_threshold)
+    mark(irrelevant & ~broken, ExclusionReason.irrelevant)
+
+    duplicate_of = np.full(n, None, dtype=object)
+    cross_observation = 0
+    if rules.exclude_duplicates:
+        candidates = np.flatnonzero((reasons == None) & harvested & ~broken)  # noqa: E711
+        if len(candidates):
+            phash = analyses.column("phash").to_numpy(zero_copy_only=False)[candidates].astype(np.int64)
+            sha = pc.take(table.column("sha256"), pa.array(candidates)).to_pylist()
+            first = duplicate_groups(sha, phash, rules.duplicate_distance)
+            dup = first >= 0
+            ids = np.asarray(table.column("image_id").to_pylist(), dtype=object)
+            observations = np.asarray(table.column("observation_id").to_pylist(), dtype=object)
+            rows, originals = candidates[dup], candidates[first[dup]]
+            duplicate_of[rows] = ids[originals]
+            reasons[rows] = ExclusionReason.duplicate.value
+            cross_observation = int((observations[rows] != observations[originals]).sum())
+
+    score_column = pa.array(scores.astype(np.float32), pa.float32(), mask=np.isnan(scores))
+    out = table.set_column(table.schema.get_field_index("excluded_reason"), "excluded_reason",
+                           pa.array(reasons.tolist(), pa.string()))
+    out = out.set_column(out.schema.get_field_index("irrelevant_score"), "irrelevant_score", score_column)
+    out = out.set_column(out.schema.get_field_index("duplicate_of"), "duplicate_of",
+                         pa.array(duplicate_of.tolist(), pa.string()))
+    for name, column in (("width", width), ("height", height)):
+        out = out.set_column(out.schema.get_field_index(name), name, pa.array(column, pa.int32()))
+
+    excluded = {reason.value: int((reasons == reason.value).sum()) for reason in REASON_ORDER}
+    by_domain: dict[str, dict[str, int]] = {}
+    domains = np.asarray(table.column("domain").to_pylist(), dtype=object)
+    for domain in sorted(set(domains.tolist())):
+        in_domain = domains == domain
+        counts = {"rows": int(in_domain.sum()), "included": int((in_domain & (reasons == None)).sum())}  # noqa: E711
+        counts.update({r.value: int((in_domain & (reasons == r.value)).sum()) for r in REASON_ORDER
+                       if (in_domain & (reasons == r.value)).any()})
+        by_domain[domain] = counts
+    stats = {"rows": n, "included": int((reasons == None).sum()), "excluded": excluded,  # noqa: E711
+             "by_domain": by_domain, "cross_observation_duplicates": cross_observation,
+             "labels_used": int(labelled.sum())}
+    return out, stats
+
+
+def analyse_rows(store: ObjectStore, dataset: str, table: pa.Table, concurrency: int) -> tuple[pa.Table, int, int]:
+    """Analyses aligned with ``table`` rows (null for rows not harvested), reusing the dataset's cache."""
+    cache = read_cache(store, dataset)
+    status_ok = pc.and_(pc.fill_null(pc.equal(table.column("status"), HarvestStatus.ok.value), False),
+                        pc.is_valid(table.column("storage_key")))
+    ids = table.column("image_id").to_pylist()
+    shas = table.column("sha256").to_pylist()
+    keys = table.column("storage_key").to_pylist()
+    ok = np.asarray(status_ok.to_numpy(zero_copy_only=False), dtype=bool)
+    cached_at: dict[str, int] = {}
+    if cache.num_rows:
+        for i, (image_id, sha) in enumerate(zip(cache.column("image_id").to_pylist(),
+                                                cache.column("sha256").to_pylist(), strict=True)):
+            cached_at[f"{image_id}\0{sha}"] = i
+    todo = [i for i in np.flatnonzero(ok) if f"{ids[i]}\0{shas[i]}" not in cached_at]
+    report_progress(stage="analysing", total=len(todo), done=0)
+    fresh: list[ImageAnalysis] = []
+    with ThreadPoolExecutor(concurrency) as pool:
+        futures = [pool.submit(analyze_stored, store, ids[i], shas[i], keys[i]) for i in todo]
+        for count, future in enumerate(futures, 1):
+            fresh.append(future.result())
+            if count % 200 == 0:
+                report_progress(done=count)
+    report_progress(done=len(todo))
+    new = analyses_to_table(fresh)
+    if new.num_rows:
+        write_cache(store, dataset, cache, new)
+    combined = pa.concat_tables([cache, new]) if cache.num_rows else new
+    lookup = {f"{a}\0{b}": i for i, (a, b) in enumerate(zip(combined.column("image_id").to_pylist(),
+                                                            combined.column("sha256").to_pylist(), strict=True))}
+    positions = [lookup.get(f"{ids[i]}\0{shas[i]}") if ok[i] else None for i in range(table.num_rows)]
+    aligned = combined.take(pa.array(positions, pa.int64()))
+    return aligned, len(todo), int(ok.sum()) - len(todo)
+
+
+def filter_scores(store: ObjectStore, analyses: pa.Table, choice: FilterChoice) -> tuple[np.ndarray, str]:
+    stage1 = np.asarray(analyses.column("stage1").to_numpy(zero_copy_only=False), dtype=np.float64)
+    if choice is FilterChoice.learned:
+        learned = load_learned(store)
+        if learned is not None:
+            model, card = learned
+            valid = ~np.isnan(stage1)
+            scores = np.full(len(stage1), np.nan)
+            if valid.any():
+                features = np.stack(analyses.column("features").filter(pa.array(valid)).to_numpy(
+                    zero_copy_only=False))
+                scores[valid] = model.predict(features)
+            return scores, f"learned (trained {card.trained_at.isoformat()}, key {FILTER_MODEL_KEY})"
+    return stage1, "stage1"
+
+
+def run_curation(curation_id: str) -> dict[str, Any]:
+    """The RQ job: curate the version named in ``curation/runs/<id>.json`` and write a new version."""
+    settings = get_settings()
+    store = ObjectStore.from_settings(settings)
+    run = load_run(store, curation_id)
+    if run is None:
+        raise LookupError(f"curation {curation_id} has no run record")
+    run.state = RunState.running
+    save_run(store, run)
+    try:
+        report, version = _curate(store, run)
+    except Exception as exc:
+        run.state, run.error, run.finished_at = RunState.failed, f"{type(exc).__name__}: {exc}", datetime.now(UTC)
+        save_run(store, run)
+        raise
+    run.state, run.report, run.output_version, run.finished_at = (RunState.finished, report, version,
+                                                                  datetime.now(UTC))
+    save_run(store, run)
+    return run.model_dump(mode="json")
+
+
+def _curate(store: ObjectStore, run: CurationRun) -> tuple[CurationReport, int]:
+    from services.curator.core.config import get_curator_settings
+
+    manifests = ManifestStore(store)
+    report_progress(stage="reading")
+    table = manifests.read(run.dataset, run.version)
+    analyses, analysed, reused = analyse_rows(store, run.dataset, table, get_curator_settings().fetch_concurrency)
+    scores, filter_name = filter_scores(store, analyses, run.rules.filter)
+    blacklist = BlacklistStore(store).get()
+    report_progress(stage="deciding")
+    curated, stats = curate_table(table, analyses, scores, blacklist, LabelStore(store).table(), run.rules)
+    report = CurationReport(**stats, analysed=analysed, reused=reused, filter=filter_name,
+                            blacklist_revision=blacklist.revision)
+    flat = {"rows": report.rows, "included": report.included, **{f"excluded_{k}": v for k, v in
+                                                                  report.excluded.items()}}
+    info = manifests.write(run.dataset, curated, Operation.curation, parent=run.version,
+                           source=f"curation {run.id}", stats=flat)
+    report_progress(stage="done", output_version=info.version)
+    logger.info("curation %s: %s v%d -> v%d, %d of %d rows included", run.id, run.dataset, run.version,
+                info.version, report.included, report.rows)
+    return report, info.version
