@@ -33,7 +33,7 @@ class Backbone(StrEnum):
 
 
 # Smallest input each backbone accepts (Keras applications refuse smaller ones).
-MIN_IMAGE_SIZE: dict[Backbone, int] = {backbone: 32 for backbone in Backbone}
+MIN_IMAGE_SIZE: dict[Backbone, int] = dict.fromkeys(Backbone, 32)
 MIN_IMAGE_SIZE[Backbone.inception_v3] = 75
 MIN_IMAGE_SIZE[Backbone.tiny_cnn] = 16
 
@@ -120,7 +120,7 @@ class BackboneConfig(_Frozen):
 
 class HeadConfig(_Frozen):
     dropout: float = Field(default=0.2, ge=0, lt=1)
-    dense_units: int = Field(default=0, ge=0, le=8192, description="a hidden Dense layer before the classifier; 0 = none")
+    dense_units: int = Field(default=0, ge=0, le=8192, description="hidden Dense units before the classifier; 0: none")
 
 
 class OptimizerConfig(_Frozen):

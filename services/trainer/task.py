@@ -1,0 +1,414 @@
+"""One training run: plan -> cache -> tf.data -> model -> fit (head, then fine-tuning) -> evaluate -> registry.
+
+Shaped like a tensorflow/models task (build_inputs, build_model, fit, evaluate), with a thin entry point
+(``services.trainer.worker.run_training_job``). Every epoch the full model (weights + optimizer state) and a
+small state file go to ``models/<id>/checkpoint/``; a run that finds them resumes after the last finished
+epoch, so a killed worker costs at most one epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from services.trainer import evaluation
+from services.trainer.cache import ImageCache
+from services.trainer.dataset import DatasetPlan, load_plan
+from services.trainer.input import build_dataset
+from services.trainer.model import build_model, compile_model, unfreeze_for_fine_tuning
+from shared.manifests import ManifestStore
+from shared.registry import ModelCard, ModelRegistry, ModelStatus, PromotionRefused, model_key
+from shared.storage import ObjectNotFound, ObjectStore
+from shared.training import DistributionStrategy, TrainingJobSpec
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[..., None]
+CancelCheck = Callable[[], bool]
+
+PHASE_HEAD = "head"
+PHASE_FINE_TUNE = "fine_tune"
+PHASE_DONE = "done"
+
+
+class JobCanceled(RuntimeError):
+    pass
+
+
+@dataclass
+class TrainingState:
+    """What survives a crash (``checkpoint/state.json``): where the run is and what it has learnt so far."""
+
+    phase: str = PHASE_HEAD
+    epoch: int = 0  # epochs finished, both phases together
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_val_accuracy: float = -1.0
+    best_epoch: int | None = None
+    wait: int = 0  # epochs without improvement (EarlyStopping)
+    fine_tune_start: int | None = None
+    epoch_seconds: list[float] = field(default_factory=list)
+    resumed_from: list[int] = field(default_factory=list)
+
+
+class Checkpoints:
+    """``models/<id>/checkpoint/``: last.keras (model + optimizer), best.weights.h5 and state.json."""
+
+    def __init__(self, store: ObjectStore, model_id: str, local_dir: Path) -> None:
+        self.store = store
+        self.model_id = model_id
+        self.dir = local_dir
+        self.dir.mkdir(parents=True, exist_ok=True)
+
+    def key(self, name: str) -> str:
+        return model_key(self.model_id, f"checkpoint/{name}")
+
+    @property
+    def last_path(self) -> Path:
+        return self.dir / "last.keras"
+
+    @property
+    def best_path(self) -> Path:
+        return self.dir / "best.weights.h5"
+
+    def load(self) -> TrainingState | None:
+        try:
+            raw = self.store.get_json(self.key("state.json"))
+            self.store.get_file(self.key("last.keras"), self.last_path)
+            if raw.get("best_epoch") is not None:
+                self.store.get_file(self.key("best.weights.h5"), self.best_path)
+        except ObjectNotFound:
+            return None
+        return TrainingState(**raw)
+
+    def save(self, model: keras.Model, state: TrainingState, improved: bool) -> None:
+        model.save(self.last_path)
+        self.store.put_file(self.key("last.keras"), self.last_path)
+        if improved:
+            model.save_weights(self.best_path)
+            self.store.put_file(self.key("best.weights.h5"), self.best_path)
+        # The state goes last: it never names an epoch whose model is not stored yet.
+        self.store.put_json(self.key("state.json"), asdict(state))
+
+    def clear(self) -> None:
+        for key in list(self.store.list(model_key(self.model_id, "checkpoint/"))):
+            self.store.delete(key)
+
+
+class EpochBookkeeper(keras.callbacks.Callback):
+    """History, best-epoch tracking (ModelCheckpoint on val_accuracy), EarlyStopping, checkpoint upload,
+    progress and cancellation, all in one place so that all of it survives a resume."""
+
+    def __init__(self, run: TrainingRun, phase_end: int) -> None:
+        super().__init__()
+        self.run = run
+        self.phase_end = phase_end
+        self.started = time.monotonic()
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self.started = time.monotonic()
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        state, spec = self.run.state, self.run.spec
+        row: dict[str, Any] = {"epoch": epoch + 1, "phase": state.phase,
+                               **{name: float(value) for name, value in (logs or {}).items()}}
+        row["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        state.history.append(row)
+        state.epoch = epoch + 1
+        state.epoch_seconds.append(time.monotonic() - self.started)
+        val_accuracy = float(row.get("val_accuracy", 0.0))
+        improved = val_accuracy > state.best_val_accuracy
+        if improved:
+            state.best_val_accuracy, state.best_epoch, state.wait = val_accuracy, epoch + 1, 0
+        else:
+            state.wait += 1
+        if spec.callbacks.early_stopping.enabled and state.wait >= spec.callbacks.early_stopping.patience:
+            logger.info("early stopping after epoch %d (best val_accuracy %.4f at epoch %s)",
+                        epoch + 1, state.best_val_accuracy, state.best_epoch)
+            self.model.stop_training = True
+        self.run.checkpoints.save(self.model, state, improved)
+        logger.info("epoch %d/%d %s", epoch + 1, self.run.total_epochs,
+                    " ".join(f"{k}={v:.4f}" for k, v in row.items() if isinstance(v, float)))
+        self.run.report_epoch(row)
+        if self.run.cancel_requested():
+            raise JobCanceled("canceled by request")
+
+
+class TrainingRun:
+    def __init__(
+        self,
+        spec: TrainingJobSpec,
+        model_id: str,
+        store: ObjectStore,
+        work_dir: Path,
+        progress: Progress | None = None,
+        cancel_requested: CancelCheck | None = None,
+        job_id: str | None = None,
+    ) -> None:
+        if spec.data.manifest_version is None:
+            raise ValueError("the spec's manifest version must be pinned before training")
+        self.spec = spec
+        self.model_id = model_id
+        self.job_id = job_id
+        self.store = store
+        self.registry = ModelRegistry(store)
+        self.work_dir = work_dir
+        self.local = work_dir / "trainer" / store.bucket / model_id
+        self.progress: Progress = progress or (lambda **_: None)
+        self.cancel_requested: CancelCheck = cancel_requested or (lambda: False)
+        self.checkpoints = Checkpoints(store, model_id, self.local / "checkpoint")
+        self.state = TrainingState()
+        self.plan: DatasetPlan | None = None
+        self.created_at = datetime.now(UTC)
+
+    @property
+    def total_epochs(self) -> int:
+        return self.spec.epochs + (self.spec.fine_tune.epochs if self.spec.fine_tune.enabled else 0)
+
+    # --- progress -------------------------------------------------------------------------------------
+    def report_epoch(self, row: dict[str, Any]) -> None:
+        recent = self.state.epoch_seconds[-3:]
+        eta = (sum(recent) / len(recent)) * max(0, self.total_epochs - self.state.epoch) if recent else None
+        self.progress(stage=self.state.phase, epoch=self.state.epoch, epochs=self.total_epochs,
+                      history=self.state.history, eta_seconds=eta, best_val_accuracy=self.state.best_val_accuracy,
+                      best_epoch=self.state.best_epoch)
+
+    # --- the task ---------------------------------------------------------------------------------------
+    def build_inputs(self) -> dict[str, tf.data.Dataset]:
+        manifests = ManifestStore(self.store)
+        self.progress(stage="planning")
+        self.plan = plan = load_plan(manifests, self.spec.data)
+        cache = ImageCache(self.store, self.work_dir)
+        self.progress(stage="caching", cached=0, to_cache=len(plan.storage_keys()))
+        paths = cache.fill(plan.storage_keys(), progress=lambda done, total: self.progress(cached=done))
+        datasets = {}
+        for split, examples in plan.splits.items():
+            training = split == "train"
+            datasets[split] = build_dataset(
+                [str(paths[e.storage_key]) for e in examples], [e.label for e in examples],
+                self.spec.data.image_size, self.spec.batch_size,
+                augmentation=self.spec.augmentation if training else None, shuffle=training, seed=self.spec.seed,
+            )
+        return datasets
+
+    def class_weights(self) -> dict[int, float] | None:
+        if self.spec.class_weights == "none" or self.plan is None:
+            return None
+        labels = np.array([e.label for e in self.plan.splits["train"]])
+        counts = np.bincount(labels, minlength=len(self.plan.classes))
+        return {index: float(len(labels) / (len(counts) * count)) if count else 0.0
+                for index, count in enumerate(counts)}
+
+    def _strategy(self) -> tf.distribute.Strategy:
+        if self.spec.distribution is DistributionStrategy.mirrored:
+            return tf.distribute.MirroredStrategy()
+        return tf.distribute.get_strategy()
+
+    def _callbacks(self, phase_end: int) -> list[keras.callbacks.Callback]:
+        callbacks: list[keras.callbacks.Callback] = [EpochBookkeeper(self, phase_end)]
+        reduce_lr = self.spec.callbacks.reduce_lr
+        if reduce_lr.enabled:
+            callbacks.append(keras.callbacks.ReduceLROnPlateau(
+                monitor="val_accuracy", mode="max", factor=reduce_lr.factor, patience=reduce_lr.patience,
+                min_lr=reduce_lr.min_lr, verbose=0))
+        return callbacks
+
+    def _fit(self, model: keras.Model, datasets: dict[str, tf.data.Dataset], until: int) -> None:
+        if self.state.epoch >= until:
+            return
+        model.fit(datasets["train"], validation_data=datasets["validation"], initial_epoch=self.state.epoch,
+                  epochs=until, callbacks=self._callbacks(until), class_weight=self.class_weights(), verbose=0)
+
+    def train(self) -> keras.Model:
+        spec = self.spec
+        if spec.mixed_precision:
+            keras.mixed_precision.set_global_policy("mixed_float16")
+        keras.utils.set_random_seed(spec.seed)
+        datasets = self.build_inputs()
+        assert self.plan is not None
+        resumed = self.checkpoints.load()
+        with self._strategy().scope():
+            if resumed is not None:
+                self.state = resumed
+                self.state.resumed_from.append(resumed.epoch)
+                logger.info("resuming %s after epoch %d (phase %s)", self.model_id, resumed.epoch, resumed.phase)
+                model = keras.models.load_model(self.checkpoints.last_path)
+            else:
+                model = build_model(spec, len(self.plan.classes))
+                compile_model(model, spec.optimizer.name, spec.optimizer.learning_rate)
+            self.progress(stage=self.state.phase, epoch=self.state.epoch, epochs=self.total_epochs,
+                          resumed_from_epoch=self.state.resumed_from[-1] if self.state.resumed_from else None,
+                          pid=os.getpid(), history=self.state.history)
+            if self.state.phase == PHASE_HEAD:
+                stopped_early = self._early_stopped()
+                if not stopped_early:
+                    self._fit(model, datasets, spec.epochs)
+                self.state.phase = PHASE_FINE_TUNE if spec.fine_tune.enabled else PHASE_DONE
+            if self.state.phase == PHASE_FINE_TUNE:
+                if self.state.fine_tune_start is None:
+                    self._restore_best(model)
+                    unfrozen = unfreeze_for_fine_tuning(model, spec.fine_tune.unfreeze_layers)
+                    logger.info("fine-tuning: %d backbone layers unfrozen, lr %g", unfrozen,
+                                spec.fine_tune.learning_rate)
+                    compile_model(model, spec.optimizer.name, spec.fine_tune.learning_rate)
+                    self.state.fine_tune_start, self.state.wait = self.state.epoch, 0
+                if not self._early_stopped():
+                    self._fit(model, datasets, self.state.fine_tune_start + spec.fine_tune.epochs)
+                self.state.phase = PHASE_DONE
+            self._restore_best(model)
+        self._datasets = datasets
+        return model
+
+    def _early_stopped(self) -> bool:
+        early = self.spec.callbacks.early_stopping
+        return early.enabled and self.state.wait >= early.patience
+
+    def _restore_best(self, model: keras.Model) -> None:
+        if self.state.best_epoch is not None and self.checkpoints.best_path.exists():
+            model.load_weights(self.checkpoints.best_path)
+
+    def evaluate(self, model: keras.Model) -> dict[str, Any]:
+        assert self.plan is not None
+        self.progress(stage="evaluating")
+        test = self._datasets["test"]
+        labels = np.array([e.label for e in self.plan.splits["test"]])
+        probabilities = model.predict(test, verbose=0)
+        return evaluation.classification_metrics(probabilities, labels, self.plan.class_names)
+
+    # --- artifacts and registry -----------------------------------------------------------------------
+    def card(self, status: ModelStatus, **changes: Any) -> ModelCard:
+        fields: dict[str, Any] = {
+            "model_id": self.model_id, "status": status, "created_at": self.created_at,
+            "dataset": self.spec.data.dataset, "manifest_version": self.spec.data.manifest_version,
+            "taxon_level": self.spec.data.taxon_level, "backbone": self.spec.backbone.name.value,
+            "image_size": self.spec.data.image_size, "classes": self.plan.classes if self.plan else [],
+            "spec": self.spec.model_dump(mode="json"), "job_id": self.job_id,
+            "test_split_hash": self.plan.test_split_hash() if self.plan else None,
+        }
+        fields.update(changes)
+        return ModelCard(**fields)
+
+    def put_artifact(self, name: str, data: bytes, content_type: str, artifacts: list[str]) -> None:
+        self.store.put_bytes(model_key(self.model_id, name), data, content_type)
+        artifacts.append(name)
+
+    def save_artifacts(self, model: keras.Model, metrics: dict[str, Any]) -> list[str]:
+        assert self.plan is not None
+        self.progress(stage="exporting")
+        artifacts: list[str] = []
+        export_dir = self.local / "export"
+        shutil.rmtree(export_dir, ignore_errors=True)
+        export_dir.mkdir(parents=True)
+        model_path = export_dir / "model.keras"
+        model.save(model_path)
+        self.store.put_file(model_key(self.model_id, "model.keras"), model_path)
+        artifacts.append("model.keras")
+        as_json = "application/json"
+        labels = [label.model_dump(mode="json") for label in self.plan.classes]
+        self.put_artifact("labels.json", _json({"taxon_level": self.spec.data.taxon_level.value, "classes": labels}),
+                          as_json, artifacts)
+        self.put_artifact("spec.json", _json(self.spec.model_dump(mode="json")), as_json, artifacts)
+        self.put_artifact("metrics.json", _json(metrics), as_json, artifacts)
+        self.put_artifact("history.json", _json(self.state.history), as_json, artifacts)
+        self.put_artifact("splits.json", _json({
+            "counts": self.plan.counts(), "test_split_hash": self.plan.test_split_hash(),
+            "test_image_ids": sorted(e.image_id for e in self.plan.splits["test"])}), as_json, artifacts)
+        self.put_artifact("curves.png", evaluation.curves_png(self.state.history, self.state.fine_tune_start),
+                          "image/png", artifacts)
+        self.put_artifact("confusion.png", evaluation.confusion_png(metrics["confusion"], self.plan.class_names),
+                          "image/png", artifacts)
+        exports: dict[str, str] = {}
+        if self.spec.export.saved_model or self.spec.export.tflite_float16:
+            saved_model = export_dir / "saved_model"
+            try:
+                model.export(str(saved_model), format="tf_saved_model", verbose=False)
+            except Exception as exc:  # noqa: BLE001 - an export problem must not lose the trained model
+                logger.warning("SavedModel export failed: %s", exc)
+                exports["saved_model"] = f"failed: {exc}"
+            else:
+                if self.spec.export.saved_model:
+                    for path in sorted(p for p in saved_model.rglob("*") if p.is_file()):
+                        name = f"saved_model/{path.relative_to(saved_model)}"
+                        self.store.put_file(model_key(self.model_id, name), path)
+                        artifacts.append(name)
+                    exports["saved_model"] = "ok"
+                if self.spec.export.tflite_float16:
+                    exports["tflite_float16"] = self._tflite(saved_model, artifacts)
+        self.put_artifact("exports.json", _json(exports), as_json, artifacts)
+        return artifacts
+
+    def _tflite(self, saved_model: Path, artifacts: list[str]) -> str:
+        try:
+            converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter.target_spec.supported_types = [tf.float16]
+            data = converter.convert()
+        except Exception as exc:  # noqa: BLE001 - record why and move on (some builds lack the converter)
+            logger.warning("TFLite float16 conversion failed: %s", exc)
+            return f"failed: {type(exc).__name__}: {str(exc)[:500]}"
+        self.put_artifact("model_fp16.tflite", data, "application/octet-stream", artifacts)
+        return "ok"
+
+    def run(self) -> ModelCard:
+        """Train, evaluate, store; the card says 'training' meanwhile and 'complete' at the end."""
+        existing = self._existing_card()
+        if existing is not None:
+            self.created_at = existing.created_at
+        self.registry.save_card(self.card(ModelStatus.training))
+        model = self.train()
+        metrics = self.evaluate(model)
+        artifacts = self.save_artifacts(model, metrics)
+        summary = {name: float(metrics[name]) for name in ("top1", "top3", "macro_f1")}
+        summary["best_val_accuracy"] = float(self.state.best_val_accuracy)
+        card = self.card(ModelStatus.complete, metrics=summary, artifacts=artifacts)
+        self.registry.save_card(card)
+        self.checkpoints.clear()
+        self.progress(stage="complete", metrics=summary)
+        logger.info("model %s complete: top1 %.3f top3 %.3f macro F1 %.3f", self.model_id, summary["top1"],
+                    summary["top3"], summary["macro_f1"])
+        if self.spec.auto_promote:
+            maybe_auto_promote(self.registry, card)
+        shutil.rmtree(self.local, ignore_errors=True)
+        return card
+
+    def _existing_card(self) -> ModelCard | None:
+        try:
+            return self.registry.card(self.model_id)
+        except Exception:  # noqa: BLE001 - no card yet (first run)
+            return None
+
+
+def maybe_auto_promote(registry: ModelRegistry, card: ModelCard) -> bool:
+    """Promote ``card`` if nothing is promoted, or it beats the promoted model's test top-1 on the same split."""
+    pointer = registry.promoted()
+    if pointer is not None:
+        current = registry.card(pointer.model_id)
+        if current.test_split_hash != card.test_split_hash:
+            logger.info("not auto-promoting %s: the promoted model was tested on another split", card.model_id)
+            return False
+        if card.metrics.get("top1", 0.0) <= current.metrics.get("top1", 0.0):
+            logger.info("not auto-promoting %s: top1 %.3f does not beat %s (%.3f)", card.model_id,
+                        card.metrics.get("top1", 0.0), current.model_id, current.metrics.get("top1", 0.0))
+            return False
+    try:
+        registry.promote(card.model_id, by="auto-promote")
+    except PromotionRefused as exc:
+        logger.warning("auto-promotion of %s refused: %s", card.model_id, exc)
+        return False
+    logger.info("auto-promoted %s", card.model_id)
+    return True
+
+
+def _json(value: Any) -> bytes:
+    return json.dumps(value, indent=2, default=str).encode()
