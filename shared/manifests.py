@@ -194,16 +194,15 @@ class ManifestStore:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "manifest.parquet"
             pq.write_table(table, path, compression="zstd", row_group_size=256_000)
-            data = path.read_bytes()
-        content_hash = hashlib.sha256(data).hexdigest()
-        version = self._next_version(dataset)
-        while True:
-            key = self.parquet_key(dataset, version)
-            try:
-                self.store.put_if(key, data, None, "application/vnd.apache.parquet")
-                break
-            except PreconditionFailed:  # another writer claimed this number first
-                version += 1
+            content_hash = _file_sha256(path)
+            version = self._next_version(dataset)
+            while True:
+                key = self.parquet_key(dataset, version)
+                try:
+                    self.store.put_if(key, path, None, "application/vnd.apache.parquet")
+                    break
+                except PreconditionFailed:  # another writer claimed this number first
+                    version += 1
         info = ManifestInfo(
             dataset=dataset,
             version=version,
@@ -237,6 +236,14 @@ class ManifestStore:
             except PreconditionFailed:
                 time.sleep(0.01 * (attempt + 1))
         raise ManifestError(f"could not advance {key} to version {version}: too much contention")
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def summary(table: pa.Table) -> dict[str, Any]:

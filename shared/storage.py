@@ -197,13 +197,21 @@ class ObjectStore:
         """
         return self.put_if(key, _dumps(value), expected.etag if expected else None, "application/json")
 
-    def put_if(self, key: str, data: bytes, etag: str | None, content_type: str) -> str:
-        """PUT with ``If-Match: etag`` or, when ``etag`` is None, ``If-None-Match: *`` (create only)."""
-        url = self.client.presigned_put_object(self.bucket, validate_key(key), expires=timedelta(minutes=5))
+    def put_if(self, key: str, data: bytes | Path, etag: str | None, content_type: str) -> str:
+        """PUT with ``If-Match: etag`` or, when ``etag`` is None, ``If-None-Match: *`` (create only).
+
+        ``data`` may be a file path, streamed from disk (a single PUT: up to 5 GB on S3).
+        """
+        url = self.client.presigned_put_object(self.bucket, validate_key(key), expires=timedelta(minutes=30))
         condition = {"If-Match": f'"{etag}"'} if etag else {"If-None-Match": "*"}
-        response = self._http.request(
-            "PUT", url, body=data, headers={**condition, "Content-Type": content_type}
-        )
+        headers = {**condition, "Content-Type": content_type}
+        if isinstance(data, Path):
+            headers["Content-Length"] = str(data.stat().st_size)
+            with open(data, "rb") as body:
+                response = self._http.request("PUT", url, body=body, headers=headers, preload_content=True,
+                                              timeout=urllib3.Timeout(connect=5, read=600))
+        else:
+            response = self._http.request("PUT", url, body=data, headers=headers)
         if response.status == 412 or (response.status == 409 and etag is None):
             raise PreconditionFailed(f"{key} changed since it was read")
         if response.status >= 300:

@@ -100,16 +100,14 @@ def multimedia_batches(multimedia: ArchiveFile) -> Iterator[pa.RecordBatch]:
     yield from iter_batches(multimedia.opener, multimedia.name, multimedia.delimiter, columns, quoted=False)
 
 
-def to_records(batch: pa.RecordBatch, taxa: pa.Table | None, taxon: Taxon | None) -> pa.Table:
-    """Map one batch of multimedia rows onto the ImageRecord columns."""
+def to_records(batch: pa.RecordBatch, taxon: Taxon | None) -> pa.Table:
+    """Map one batch of multimedia rows onto the ImageRecord columns (taxon columns null without ``taxon``)."""
     table = pa.Table.from_batches([batch])
     for column in MULTIMEDIA_COLUMNS:
         if column not in table.column_names:
             table = table.append_column(column, pa.nulls(table.num_rows, pa.string()))
     table = table.filter(pc.invert(pc.is_null(table.column("identifier"))))
     table = table.filter(pc.invert(pc.is_null(table.column("gbifID"))))
-    if taxa is not None:
-        table = table.join(taxa, keys="gbifID", join_type="left outer", use_threads=False)
     n = table.num_rows
     url = pc.utf8_trim_whitespace(table.column("identifier"))
     gbif_id = pc.utf8_trim_whitespace(table.column("gbifID"))
@@ -117,8 +115,6 @@ def to_records(batch: pa.RecordBatch, taxa: pa.Table | None, taxon: Taxon | None
     def taxon_column(name: str, fixed: str | None) -> pa.Array:
         if taxon is not None and fixed is not None:
             return pa.array([fixed] * n, pa.string())
-        if name in table.column_names:
-            return table.column(name)
         return pa.nulls(n, pa.string())
 
     kind = pc.fill_null(table.column("type"), "StillImage")
@@ -152,8 +148,26 @@ def to_records(batch: pa.RecordBatch, taxa: pa.Table | None, taxon: Taxon | None
     })
 
 
+# ImageRecord column <- occurrence column
+TAXON_COLUMNS = {"species": "species", "genus": "genus", "family": "family",
+                 "scientific_name": "scientificName", "basis_of_record": "basisOfRecord"}
+
+
+def attach_taxa(records: pa.Table, taxa: pa.Table) -> pa.Table:
+    """Fill the taxon columns from the occurrence table, keeping the row order.
+
+    One hash lookup of every observation id in the occurrence ids (instead of a join per batch,
+    which would rebuild the hash table of every occurrence for each batch).
+    """
+    rows = pc.index_in(records.column("observation_id"), value_set=taxa.column("gbifID"))
+    for record_column, occurrence_column in TAXON_COLUMNS.items():
+        index = records.schema.get_field_index(record_column)
+        records = records.set_column(index, record_column, taxa.column(occurrence_column).take(rows))
+    return records
+
+
 def read_gbif(path: Path, taxon: Taxon | None = None) -> Iterator[pa.Table]:
-    """ImageRecord tables, batch by batch, from a DwC-A zip or a bare multimedia.txt."""
+    """ImageRecord tables from a DwC-A zip or a bare multimedia.txt (taxa from the occurrence file or ``taxon``)."""
     name = path.name
     with ExitStack() as stack:
         if zipfile.is_zipfile(path):
@@ -163,5 +177,8 @@ def read_gbif(path: Path, taxon: Taxon | None = None) -> Iterator[pa.Table]:
         else:
             multimedia = ArchiveFile(name, partial(open, path, "rb"))
             taxa = None
-        for batch in multimedia_batches(multimedia):
-            yield to_records(batch, taxa, taxon)
+        parts = [to_records(batch, taxon) for batch in multimedia_batches(multimedia)]
+    if not parts:
+        return
+    records = pa.concat_tables(parts)
+    yield attach_taxa(records, taxa) if taxa is not None else records
