@@ -151,7 +151,7 @@ def test_env_example_placeholders_are_refused_in_production(compose_raw: dict) -
     env = service_env(compose["services"]["trainer"])
     assert env["SPOREPRINT_ENVIRONMENT"] == "production"
     with pytest.raises(ValidationError, match="placeholder"):
-        Settings(_env_file=None, **{key.removeprefix("SPOREPRINT_").lower(): value for key, value in env.items()})
+        Settings.model_validate({key.removeprefix("SPOREPRINT_").lower(): value for key, value in env.items()})
 
 
 # --- services and the code they run ------------------------------------------------------------------------
@@ -223,7 +223,7 @@ def test_environment_parses_as_settings(compose: dict) -> None:
         env = service_env(compose["services"][name])
         fields = {key.removeprefix("SPOREPRINT_").lower(): value for key, value in env.items()
                   if key.removeprefix("SPOREPRINT_").lower() in Settings.model_fields and value != ""}
-        settings = Settings(_env_file=None, **fields)
+        settings = Settings.model_validate(fields)
         assert settings.environment == "production"
         assert settings.s3_secure is False
         assert settings.api_token == realistic_env()["SPOREPRINT_API_TOKEN"]

@@ -50,7 +50,7 @@ def final_stage(dockerfile: Path) -> list[tuple[str, str]]:
 
 
 def constraints() -> dict[str, str]:
-    pins = {}
+    pins: dict[str, str] = {}
     for line in CONSTRAINTS.read_text().splitlines():
         if line and not line.startswith("#"):
             name, sep, version = line.partition("==")
