@@ -143,8 +143,8 @@ class SpeciesCatalog:
         epithets = names.unique_names(names.epithet, rng, self.n_classes)
         out: list[Species] = []
         for genus, size in zip(genera, sizes, strict=True):
-            for _ in range(size):
-                out.append(_make_species(rng, len(out), genus, epithets[len(out)]))
+            for position in range(size):
+                out.append(_make_species(rng, len(out), genus, epithets[len(out)], position, size))
         return tuple(out)
 
     @property
@@ -216,10 +216,14 @@ def _replace(genus: Genus, **changes: str) -> Genus:
     return Genus(**fields)
 
 
-def _make_species(rng: random.Random, index: int, genus: Genus, epithet: str) -> Species:
-    hue = genus.hue + rng.uniform(-0.05, 0.05)
-    sat = genus.saturation * rng.uniform(0.7, 1.2)
-    val = genus.value * rng.uniform(0.8, 1.15)
+def _make_species(rng: random.Random, index: int, genus: Genus, epithet: str, position: int,
+                  genus_size: int) -> Species:
+    # Siblings are spread evenly along a hue and light-dark axis round their genus: each one tellable
+    # from the others, all of them closer to each other than to another genus.
+    t = (position - (genus_size - 1) / 2) / max(genus_size - 1, 1)  # -0.5 .. 0.5
+    hue = genus.hue + 0.09 * t + rng.uniform(-0.01, 0.01)
+    sat = genus.saturation * rng.uniform(0.85, 1.15)
+    val = min(1.0, max(0.25, genus.value + 0.3 * t + rng.uniform(-0.03, 0.03)))
     cap = hsv(hue, sat, val)
     disc = scale_rgb(hsv(hue + rng.uniform(-0.03, 0.03), min(1.0, sat * 1.2), val), rng.uniform(0.55, 0.95))
     pale = hsv(hue + rng.uniform(-0.05, 0.05), rng.uniform(0.05, 0.3), rng.uniform(0.75, 0.97))

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import csv
 import io
-import zipfile
+import urllib.error
+import urllib.request
 import xml.etree.ElementTree as ET
+import zipfile
 from collections import Counter
 from pathlib import Path
 
@@ -13,7 +15,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
-from fixtureweb.config import preset
+from fixtureweb.config import DomainConfig, Latency, WebConfig, preset
 from fixtureweb.gbif_export import (
     MULTIMEDIA_COLUMNS,
     OCCURRENCE_COLUMNS,
@@ -23,6 +25,7 @@ from fixtureweb.gbif_export import (
     plan_export,
     read_truth,
 )
+from fixtureweb.web import FixtureWeb
 
 pytestmark = pytest.mark.unit
 REAL_SAMPLE = Path(__file__).resolve().parents[4] / "shared" / "fixtures" / "gbif" / \
@@ -156,12 +159,6 @@ def test_export_is_deterministic_and_path_style():
 
 def test_export_is_served_by_the_fixture_web(tmp_path):
     """Every URL of an export answers as its truth says (status-wise) on a live fixture web."""
-    import urllib.error
-    import urllib.request
-
-    from fixtureweb.config import DomainConfig, Latency, WebConfig
-    from fixtureweb.web import FixtureWeb
-
     base = preset(4, 1, n_classes=4, latency_ms=0)
     web = WebConfig(n_classes=4, domains=tuple(
         DomainConfig(**{**d.model_dump(), "image_size": 48, "latency": Latency(median_ms=0)}) for d in base.domains))
