@@ -1,0 +1,158 @@
+"""deploy/k8s against the Kubernetes API schemas (kubernetes-validate, offline) and against the code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from shared.queue import QueueName
+
+from .conftest import API_PORTS, DOCKERFILES, K8S, defines_app, entry_module_file
+
+pytestmark = pytest.mark.unit
+
+KUBERNETES_VERSION = "1.30.0"  # the oldest minor still supported by the big managed offerings; newer accept it
+MANIFESTS = sorted(path for path in K8S.glob("*.yaml") if path.name != "kustomization.yaml")
+WORKERS = {"cpu-worker": ["harvest", "curate"], "train-worker": ["train"]}
+
+
+def documents(path: Path) -> list[dict[str, Any]]:
+    return [document for document in yaml.safe_load_all(path.read_text()) if document]
+
+
+def all_objects() -> dict[tuple[str, str], dict[str, Any]]:
+    objects = {}
+    for path in MANIFESTS:
+        for document in documents(path):
+            key = (document["kind"], document["metadata"]["name"])
+            assert key not in objects, f"{key} defined twice"
+            objects[key] = document
+    return objects
+
+
+def pod_spec(deployment: dict[str, Any]) -> dict[str, Any]:
+    spec = deployment["spec"]["template"]["spec"]
+    assert isinstance(spec, dict)
+    return spec
+
+
+def only_container(deployment: dict[str, Any]) -> dict[str, Any]:
+    containers = pod_spec(deployment)["containers"]
+    assert len(containers) == 1
+    container = containers[0]
+    assert isinstance(container, dict)
+    return container
+
+
+@pytest.mark.parametrize("path", MANIFESTS, ids=lambda path: path.name)
+def test_manifest_validates_against_the_kubernetes_schema(path: Path) -> None:
+    kubernetes_validate = pytest.importorskip("kubernetes_validate", reason="pip install kubernetes-validate")
+    for document in documents(path):
+        for version in (KUBERNETES_VERSION, kubernetes_validate.latest_version()):
+            kubernetes_validate.validate(document, version, strict=True)
+
+
+def test_the_validator_rejects_a_broken_manifest() -> None:
+    kubernetes_validate = pytest.importorskip("kubernetes_validate", reason="pip install kubernetes-validate")
+    deployment = documents(K8S / "inference.yaml")[0]
+    only_container(deployment)["ports"][0]["containerPort"] = "eight thousand"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, KUBERNETES_VERSION, strict=True)
+    deployment = documents(K8S / "inference.yaml")[0]
+    only_container(deployment)["livenesProbe"] = {}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, KUBERNETES_VERSION, strict=True)
+
+
+def test_kustomization_applies_every_manifest_but_the_example_secret() -> None:
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    resources = set(kustomization["resources"])
+    assert resources == {path.name for path in MANIFESTS} - {"secret.example.yaml"}
+    images = {f"{image['name']}:{image['newTag']}" for image in kustomization["images"]}
+    used = {container["image"] for (kind, _), obj in all_objects().items()
+            if kind in ("Deployment", "StatefulSet") for container in pod_spec(obj)["containers"]}
+    ours = {image for image in used if image.startswith("sporeprint/")}
+    assert ours == images, "every sporeprint image is listed in kustomization.yaml and nothing else"
+    assert {image.split(":")[0].removeprefix("sporeprint/") for image in ours} == {
+        path.name.removesuffix(".Dockerfile") for path in DOCKERFILES.glob("*.Dockerfile")}
+
+
+@pytest.mark.parametrize("api", sorted(API_PORTS))
+def test_each_api_has_a_deployment_and_a_service_on_its_port(api: str) -> None:
+    objects = all_objects()
+    deployment, service = objects[("Deployment", api)], objects[("Service", api)]
+    port = API_PORTS[api]
+    container = only_container(deployment)
+    assert container["image"].startswith(f"sporeprint/{api}:")
+    args = container["args"]
+    assert args[:2] == ["uvicorn", f"services.{api}.main:app"]
+    assert defines_app(entry_module_file(args[1])), f"{args[1]} has no `app`"
+    assert args[args.index("--port") + 1] == str(port)
+    assert container["ports"] == [{"name": "http", "containerPort": port}]
+    assert service["spec"]["ports"] == [{"name": "http", "port": port, "targetPort": "http"}]
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= labels.items()
+    assert deployment["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    ready = "/ready" if api == "inference" else "/health"
+    assert container["readinessProbe"]["httpGet"] == {"path": ready, "port": "http"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/health", "port": "http"}
+
+
+def test_inference_scales_horizontally() -> None:
+    objects = all_objects()
+    hpa = objects[("HorizontalPodAutoscaler", "inference")]
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "inference"}
+    assert 1 <= hpa["spec"]["minReplicas"] < hpa["spec"]["maxReplicas"]
+    assert "cpu" in only_container(objects[("Deployment", "inference")])["resources"]["requests"], (
+        "a CPU utilisation target needs a CPU request")
+
+
+@pytest.mark.parametrize("worker", sorted(WORKERS))
+def test_workers_run_the_shared_worker_on_their_queues(worker: str) -> None:
+    container = only_container(all_objects()[("Deployment", worker)])
+    assert container["command"] == ["python", "-m", "shared.worker", *WORKERS[worker]]
+    assert set(WORKERS[worker]) <= {queue.value for queue in QueueName}
+
+
+def test_training_worker_runs_on_gpu_nodes() -> None:
+    deployment = all_objects()[("Deployment", "train-worker")]
+    spec, container = pod_spec(deployment), only_container(deployment)
+    assert container["image"].startswith("sporeprint/trainer-gpu:")
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert spec["nodeSelector"]
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in spec["tolerations"]
+    for (kind, name), obj in all_objects().items():
+        if kind == "Deployment" and name != "train-worker":
+            assert "nvidia.com/gpu" not in str(obj), f"{name} should not ask for a GPU"
+
+
+def test_settings_and_secrets_are_settings_fields(env_names: dict) -> None:
+    objects = all_objects()
+    config = objects[("ConfigMap", "sporeprint-settings")]["data"]
+    secret = objects[("Secret", "sporeprint-secrets")]["stringData"]
+    unknown = sorted(key for key in [*config, *secret] if key not in env_names)
+    assert not unknown, f"not a field of any settings class: {unknown}"
+    assert set(secret) == {"SPOREPRINT_API_TOKEN", "SPOREPRINT_S3_ACCESS_KEY", "SPOREPRINT_S3_SECRET_KEY"}
+    assert not set(config) & set(secret)
+    for api, port in API_PORTS.items():
+        assert config[f"SPOREPRINT_{api.upper()}_URL"] == f"http://{api}:{port}"
+    redis = objects[("Service", "redis")]["spec"]["ports"][0]["port"]
+    assert config["SPOREPRINT_REDIS_URL"] == f"redis://redis:{redis}/0"
+
+
+def test_every_pod_gets_the_settings_and_runs_as_non_root() -> None:
+    for (kind, name), obj in all_objects().items():
+        if kind not in ("Deployment", "StatefulSet"):
+            continue
+        spec = pod_spec(obj)
+        assert spec["securityContext"]["runAsNonRoot"] is True, name
+        assert only_container(obj)["securityContext"]["allowPrivilegeEscalation"] is False, name
+        if name == "redis":
+            continue
+        assert spec["securityContext"]["runAsUser"] == 10001, f"{name}: the images' user"
+        sources = only_container(obj)["envFrom"]
+        assert {"configMapRef": {"name": "sporeprint-settings"}} in sources, name
+        assert {"secretRef": {"name": "sporeprint-secrets"}} in sources, name
