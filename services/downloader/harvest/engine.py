@@ -269,7 +269,8 @@ class Harvester:
                     holding_slot = False
                     self._retry_later(gate, task, max(backoff, fetched.retry_after_s or 0.0))
                     return
-                error = f"{fetched.error} (after {task.attempts + 1} attempts)"
+                detail = fetched.error or "transient error"
+                error = f"{detail}{'; ' if ':' in detail else ': '}after {task.attempts + 1} attempts"
                 if gate.given_up:
                     error = f"domain-unreachable: {fetched.error}; gave up after {gate.parks - 1} parks"
                 self._record(task, RowResult(image_id=task.image_id, status="failed", error=error))

@@ -21,12 +21,17 @@ from shared.schemas import ManifestInfo
 from .webfixture import RunningWeb, SourceRow, write_csv
 
 DOMAINS = ("fungi-atlas.test", "myco-photos.test", "wild-fungi.test", "spore-hunters.test")
+THROTTLED = "throttled.test"  # answers 429 beyond 2 requests at once
+NOAI_HOST = "noai-host.test"  # X-Robots-Tag: noai on everything
 
 
-def small_web(**overrides: object) -> WebConfig:
-    domains = tuple(DomainConfig(name=name, latency=Latency(median_ms=5, sigma=0.2), image_size=160,
-                                 retry_after_s=1) for name in DOMAINS)
-    return WebConfig(n_classes=4, domains=domains, **overrides)  # type: ignore[arg-type]
+def small_web() -> WebConfig:
+    fast = Latency(median_ms=5, sigma=0.2)
+    domains = [DomainConfig(name=name, latency=fast, image_size=160, retry_after_s=1) for name in DOMAINS]
+    domains.append(DomainConfig(name=THROTTLED, latency=Latency(median_ms=40, sigma=0), image_size=160,
+                                max_concurrent=2, retry_after_s=1))
+    domains.append(DomainConfig(name=NOAI_HOST, latency=fast, image_size=160, noai=True))
+    return WebConfig(n_classes=4, domains=tuple(domains))
 
 
 @pytest.fixture(scope="module")
