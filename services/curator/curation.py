@@ -184,7 +184,9 @@ def curate_table(table: pa.Table, analyses: pa.Table, scores: np.ndarray, blackl
     out = out.set_column(out.schema.get_field_index("duplicate_of"), "duplicate_of",
                          pa.array(duplicate_of.tolist(), pa.string()))
     for name, column in (("width", width), ("height", height)):
-        out = out.set_column(out.schema.get_field_index(name), name, pa.array(column, pa.int32()))
+        values = np.asarray(column, dtype=np.float64)
+        out = out.set_column(out.schema.get_field_index(name), name,
+                             pa.array(np.nan_to_num(values).astype(np.int32), pa.int32(), mask=np.isnan(values)))
 
     excluded = {reason.value: int((reasons == reason.value).sum()) for reason in REASON_ORDER}
     by_domain: dict[str, dict[str, int]] = {}
