@@ -1,0 +1,49 @@
+"""Inference knobs (env prefix ``SPOREPRINT_INFERENCE_``), served by a cached dependency tests can override."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class InferenceSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SPOREPRINT_INFERENCE_", env_file=".env", env_ignore_empty=True, extra="ignore"
+    )
+
+    # Answers
+    top_k: int = Field(default=5, ge=1, le=100)
+    uncertain_below: float = Field(default=0.5, ge=0, le=1, description="top probability under which we say uncertain")
+    ood_above: float = Field(
+        default=0.85, ge=0, le=1, description="normalised softmax entropy over which the photo is out of distribution"
+    )
+    irrelevant_above: float = Field(
+        default=0.5, ge=0, le=1, description="curator irrelevant_score over which the photo is not a field photo"
+    )
+
+    # Dynamic batching
+    max_batch_size: int = Field(default=16, ge=1, le=256)
+    max_wait_ms: float = Field(default=5.0, ge=0, le=1000)
+
+    # Hot swap
+    poll_interval_s: float = Field(default=5.0, gt=0)
+
+    # Input limits
+    max_upload_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    max_pixels: int = Field(default=40_000_000, ge=1024, description="refuse images with more pixels (bombs)")
+    max_batch_files: int = Field(default=16, ge=1)
+
+    # URL fetch (SSRF rules)
+    allow_loopback_urls: bool = False
+    url_timeout_s: float = Field(default=10.0, gt=0)
+    url_max_redirects: int = Field(default=3, ge=0, le=10)
+
+    # Where downloaded model files are kept while loading
+    model_cache_dir: str = ""
+
+
+@lru_cache
+def get_inference_settings() -> InferenceSettings:
+    return InferenceSettings()

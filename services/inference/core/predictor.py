@@ -1,0 +1,99 @@
+"""One prediction, end to end: decode off the event loop, batch, answer, optionally explain."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from services.inference.core.answers import build_answer
+from services.inference.core.batcher import DynamicBatcher, fit
+from services.inference.core.config import InferenceSettings
+from services.inference.core.fetch import fetch_photo
+from services.inference.core.heatmap import overlay_png
+from services.inference.core.images import decode_for_model
+from services.inference.core.metrics import ServiceMetrics
+from services.inference.core.model import ServedModel
+from services.inference.core.relevance import IrrelevantScore
+from services.inference.core.watcher import ModelWatcher
+from services.inference.schemas import Prediction, Verdict
+
+logger = logging.getLogger(__name__)
+
+NO_MODEL = "no model is promoted yet: promote a trained model (POST /models/{id}/promote on the trainer)"
+
+
+class ModelUnavailable(RuntimeError):
+    pass
+
+
+class Predictor:
+    def __init__(self, settings: InferenceSettings, watcher: ModelWatcher, batcher: DynamicBatcher,
+                 session: Any, irrelevant_score: IrrelevantScore | None, metrics: ServiceMetrics) -> None:
+        self.settings = settings
+        self.watcher = watcher
+        self.batcher = batcher
+        self.session = session
+        self.irrelevant_score = irrelevant_score
+        self.metrics = metrics
+
+    def model(self) -> ServedModel:
+        model = self.watcher.current
+        if model is None:
+            raise ModelUnavailable(NO_MODEL)
+        return model
+
+    def _decode(self, data: bytes, image_size: int) -> tuple[np.ndarray, float | None]:
+        image, photo = decode_for_model(data, image_size, self.settings.max_pixels, self.settings.max_upload_bytes)
+        return image, self._irrelevance(photo)
+
+    def _irrelevance(self, photo: Image.Image) -> float | None:
+        if self.irrelevant_score is None:
+            return None
+        try:
+            return round(float(self.irrelevant_score(photo)), 6)
+        except Exception:  # noqa: BLE001 - a filter bug must not fail the prediction
+            logger.exception("irrelevant_score failed; answering from the OOD score alone")
+            return None
+
+    async def predict_bytes(self, data: bytes, explain: bool = False) -> Prediction:
+        started = time.perf_counter()
+        image_size = self.model().image_size
+        image, irrelevant = await asyncio.get_running_loop().run_in_executor(None, self._decode, data, image_size)
+        scored = await self.batcher.score(image)
+        model = scored.model
+        answer = build_answer(
+            scored.probabilities, model.card.classes, model.model_id, self.settings.top_k,
+            self.settings.uncertain_below, self.settings.ood_above, irrelevant, self.settings.irrelevant_above,
+        )
+        if explain and answer.verdict is not Verdict.not_a_mushroom:
+            top = int(np.argmax(scored.probabilities))
+            answer.heatmap_png = await asyncio.get_running_loop().run_in_executor(
+                None, self._explain, model, image, top
+            )
+        answer.elapsed_ms = round((time.perf_counter() - started) * 1000, 3)
+        self.metrics.predictions.labels(answer.verdict.value).inc()
+        return answer
+
+    @staticmethod
+    def _explain(model: ServedModel, image: np.ndarray, class_index: int) -> str | None:
+        fitted = fit(image, model.image_size)
+        try:
+            cam = model.explain(fitted, class_index)
+        except Exception:  # noqa: BLE001 - a model Grad-CAM cannot handle still answers, without a map
+            logger.exception("Grad-CAM failed for model %s", model.model_id)
+            return None
+        return overlay_png(fitted, cam)
+
+    async def predict_url(self, url: str, explain: bool = False) -> Prediction:
+        self.model()  # 503 before any network traffic
+        started = time.perf_counter()
+        data = await fetch_photo(self.session, url, self.settings.max_upload_bytes, self.settings.url_max_redirects,
+                                 self.settings.allow_loopback_urls)
+        answer = await self.predict_bytes(data, explain)
+        answer.elapsed_ms = round((time.perf_counter() - started) * 1000, 3)
+        return answer
