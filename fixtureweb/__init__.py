@@ -11,11 +11,12 @@ from fixtureweb.encoding import ImageFormat
 from fixtureweb.faults import Fault
 from fixtureweb.gbif_export import ExportConfig, build_export, plan_export, read_truth
 from fixtureweb.irrelevant import IrrelevantKind, render_irrelevant
+from fixtureweb.resolver import LoopbackResolver
 from fixtureweb.species import Species, SpeciesCatalog, render_species
 from fixtureweb.web import FixtureWeb, FixtureWebInfo
 
 __all__ = [
     "DomainConfig", "ExportConfig", "Fault", "FixtureWeb", "FixtureWebInfo", "ImageFormat", "ImageSpec",
-    "IrrelevantKind", "Latency", "Species", "SpeciesCatalog", "WebConfig", "build_export", "media_path",
-    "plan_export", "preset", "read_truth", "render_irrelevant", "render_species",
+    "IrrelevantKind", "Latency", "LoopbackResolver", "Species", "SpeciesCatalog", "WebConfig", "build_export",
+    "media_path", "plan_export", "preset", "read_truth", "render_irrelevant", "render_species",
 ]

@@ -48,7 +48,8 @@ class FixtureWebInfo:
 
 
 async def start_site(handler: FixtureHandler, host: str, port: int) -> tuple[web.AppRunner, int]:
-    runner = web.AppRunner(build_app(handler), access_log=None, handle_signals=False)
+    # Short shutdown grace: a test stopping the server must not wait for a `hang` fault to finish.
+    runner = web.AppRunner(build_app(handler), access_log=None, handle_signals=False, shutdown_timeout=1.0)
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_address=True)
     await site.start()

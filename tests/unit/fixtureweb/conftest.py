@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp.abc import AbstractResolver, ResolveResult
 
 from fixtureweb.config import DomainConfig, Latency, WebConfig
 from fixtureweb.faults import Fault
+from fixtureweb.resolver import LoopbackResolver
 from fixtureweb.web import FixtureWeb
 
 QUIET = Latency(median_ms=0, sigma=0)
@@ -36,19 +35,6 @@ def small_web_config() -> WebConfig:
 def fixture_web() -> Iterator[FixtureWeb]:
     with FixtureWeb(small_web_config()) as web:
         yield web
-
-
-class LoopbackResolver(AbstractResolver):
-    """Resolves every *.test host to 127.0.0.1, as the downloader does."""
-
-    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-                      ) -> list[ResolveResult]:
-        target = "127.0.0.1" if host.endswith(".test") else host
-        return [ResolveResult(hostname=host, host=target, port=port, family=socket.AF_INET, proto=0,
-                              flags=socket.AI_NUMERICHOST)]
-
-    async def close(self) -> None:
-        return None
 
 
 @pytest.fixture
