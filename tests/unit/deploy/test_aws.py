@@ -43,7 +43,7 @@ def routes(service: str) -> set[str]:
         if prefix:
             segments.add(prefix.group(1))
         else:
-            segments |= {match for match in re.findall(r'@router\.\w+\(\s*"/([^"/{]*)', text)}
+            segments |= set(re.findall(r'@router\.\w+\(\s*"/([^"/{]*)', text))
     return segments
 
 
@@ -104,7 +104,7 @@ def test_the_instance_env_file_points_the_stack_at_s3(compose_raw: dict, env_nam
     unknown = sorted(key for key in env if key.startswith("SPOREPRINT_") and key not in env_names)
     assert not unknown, f"not a field of any settings class: {unknown}"
     assert set(read_env_file(ENV_EXAMPLE)) <= set(env), "the instance's .env lacks a variable compose uses"
-    filled = {key: "x" for key in env}
+    filled = dict.fromkeys(env, "x")
     compose = interpolate(compose_raw, filled)  # no ${VAR:?} left unset
     assert "minio" in compose["services"]
 
@@ -131,7 +131,7 @@ def test_every_sporeprint_variable_named_in_deploy_files_is_a_setting(env_names:
     files = [COMPOSE_FILE, ENV_EXAMPLE, *(path for path in DEPLOY.rglob("*") if path.is_file()
                                           and path.suffix in (".sh", ".md", ".yaml", ".yml", ".json", ""))]
     files = [path for path in files if "schemas" not in path.parts]
-    unknown = {}
+    unknown: dict[str, list[str]] = {}
     for path in files:
         for name in set(re.findall(r"\bSPOREPRINT_[A-Z0-9_]*[A-Z0-9]\b", path.read_text())):
             if name not in env_names:

@@ -225,3 +225,24 @@ def test_hadolint_finds_nothing() -> None:
     result = subprocess.run([hadolint, "--no-color", *map(str, ALL_DOCKERFILES)], capture_output=True, text=True,
                             timeout=60, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_data_file_the_code_ships_is_package_data() -> None:
+    """The images install a wheel, not the source tree: a data file that pyproject's package-data does not
+    match (a page, a schema, a weights file) would be missing in every container."""
+    package_data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    missing = []
+    for top in ("shared", "services", "sporeprint"):
+        for path in (ROOT / top).rglob("*"):
+            if not path.is_file() or path.suffix in (".py", ".pyc") or "__pycache__" in path.parts:
+                continue
+            relative = path.relative_to(ROOT)
+            matched = any(fnmatch.fnmatchcase(path.name, pattern) for pattern in package_data.get("*", []))
+            for package, patterns in package_data.items():
+                package_dir = ROOT.joinpath(*package.split("."))
+                if package != "*" and package_dir in path.parents:
+                    inner = path.relative_to(package_dir).as_posix()
+                    matched |= any(fnmatch.fnmatchcase(inner, pattern) for pattern in patterns)
+            if not matched:
+                missing.append(str(relative))
+    assert not missing, f"not package data (add a pattern to [tool.setuptools.package-data]): {missing}"
