@@ -30,9 +30,10 @@ class RunningWeb:
 
     def _serve(self) -> None:
         asyncio.set_event_loop(self._loop)
-        self._runner = web.AppRunner(build_app(self.handler), access_log=None, handler_cancellation=True)
+        self._runner = web.AppRunner(build_app(self.handler), access_log=None, handler_cancellation=True,
+                                     shutdown_timeout=0.5)
         self._loop.run_until_complete(self._runner.setup())
-        site = web.TCPSite(self._runner, "127.0.0.1", self.port, shutdown_timeout=0.5)
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
         self._loop.run_until_complete(site.start())
         self._ready.set()
         self._loop.run_forever()
