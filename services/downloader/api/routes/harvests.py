@@ -78,7 +78,7 @@ def _view(state: HarvestState, request: HarvestRequest, redis: RedisDep, lease_t
         view.state = "queued"
     elif job_status == JobStatus.STARTED:
         started = job.started_at.replace(tzinfo=UTC) if job.started_at and not job.started_at.tzinfo else job.started_at
-        young = started is not None and (datetime.now(UTC) - started).total_seconds() < 2 * lease_ttl_s + 5
+        young = started is not None and (datetime.now(UTC) - started).total_seconds() < lease_ttl_s + 5
         if not control.leased() and not young:
             view.state = "interrupted"  # its worker died: POST /harvests/{id}/resume, or RQ retries it
         else:
