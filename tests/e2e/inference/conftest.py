@@ -122,9 +122,21 @@ def publish_model(store: ObjectStore, model_id: str, model_file: Path | bytes, c
 
 
 @pytest.fixture(scope="session")
-def fixture_model(tmp_path_factory: pytest.TempPathFactory) -> FixtureModel:
-    path = tmp_path_factory.mktemp("models") / "model.keras"
-    return FixtureModel(build_fixture_model(path), class_labels())
+def fixture_model(request: pytest.FixtureRequest) -> FixtureModel:
+    """Trained once, then kept in pytest's cache: the build is deterministic, keyed by its own source."""
+    import hashlib
+    import inspect
+
+    import tensorflow as tf
+
+    source = inspect.getsource(build_fixture_model) + inspect.getsource(_as_input) + tf.__version__
+    key = hashlib.sha256(f"{source}{TRAIN_SEEDS}{OUTLIER_SEEDS}{IMAGE_SIZE}".encode()).hexdigest()[:16]
+    path = request.config.cache.mkdir("inference-fixture-model") / f"{key}.keras"
+    if not path.exists():
+        partial = path.with_suffix(".partial.keras")
+        build_fixture_model(partial)
+        partial.replace(path)
+    return FixtureModel(path, class_labels())
 
 
 @pytest.fixture(scope="session")
@@ -199,10 +211,10 @@ def start_inference(stack: StackState, log_dir: Path, extra_env: dict[str, str],
     return Served(service, store)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def served(stack: StackState, fixture_model: FixtureModel, tmp_path_factory: pytest.TempPathFactory
            ) -> Iterator[Served]:
-    """One inference service for a whole module (starting TensorFlow costs seconds), serving the fixture model."""
+    """One inference service for the session (starting TensorFlow costs seconds), serving the fixture model."""
     env = {
         "SPOREPRINT_INFERENCE_POLL_INTERVAL_S": "0.3",
         "SPOREPRINT_INFERENCE_ALLOW_LOOPBACK_URLS": "true",
@@ -218,7 +230,7 @@ def served(stack: StackState, fixture_model: FixtureModel, tmp_path_factory: pyt
         running.service.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def fixture_web() -> Iterator[FixtureWebInfo]:
     with FixtureWeb(preset(2, 0, n_classes=N_CLASSES, faults=False, latency_ms=1.0)) as web:
         yield web.info
