@@ -14,7 +14,6 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import imagehash
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -65,6 +64,8 @@ def analyze_bytes(image_id: str, sha256: str | None, data: bytes) -> ImageAnalys
             image = opened.convert("RGB")
     except Exception as exc:  # noqa: BLE001 - any decoder failure means a broken image
         return ImageAnalysis(image_id, sha256, broken=True, error=f"{type(exc).__name__}: {exc}"[:200])
+    import imagehash  # imports scipy: load it in the worker only, not in every API process
+
     rgb = thumbnail(image)
     stage1 = float(score_features(thumbnail_features(rgb)))
     # A 64-bit pHash as a signed int64 (Parquet has no uint64 we want to depend on).

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import minimize
 
 
 @dataclass(frozen=True)
@@ -34,6 +33,8 @@ class LogisticModel:
 def fit_logistic(features: np.ndarray, labels: np.ndarray, l2: float = 1e-2,
                  sample_weight: np.ndarray | None = None) -> LogisticModel:
     """Fit on standardized features; ``labels`` are 1 (irrelevant) or 0 (relevant)."""
+    from scipy.optimize import minimize  # imported here: it costs a second of every service's start-up
+
     x = np.asarray(features, dtype=np.float64)
     y = np.asarray(labels, dtype=np.float64)
     w_sample = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
@@ -41,7 +42,7 @@ def fit_logistic(features: np.ndarray, labels: np.ndarray, l2: float = 1e-2,
     scale = x.std(axis=0)
     scale[scale < 1e-6] = 1.0
     xs = (x - mean) / scale
-    n, d = xs.shape
+    d = xs.shape[1]
     # Balance the classes so a rare class is not ignored.
     positives = max(float((w_sample * y).sum()), 1e-9)
     negatives = max(float((w_sample * (1 - y)).sum()), 1e-9)
@@ -59,7 +60,6 @@ def fit_logistic(features: np.ndarray, labels: np.ndarray, l2: float = 1e-2,
         return float(value), grad
 
     result = minimize(loss, np.zeros(d + 1), jac=True, method="L-BFGS-B")
-    del n
     return LogisticModel(mean.astype(np.float32), scale.astype(np.float32),
                          result.x[:d].astype(np.float32), float(result.x[d]))
 
