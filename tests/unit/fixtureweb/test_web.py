@@ -40,6 +40,14 @@ async def test_unknown_paths_are_404(fixture_web, fetch, path):
     assert status == 404
 
 
+@pytest.mark.parametrize("query", ["?times=x", "?size=big", "?rate=fast", "?hops=many"])
+async def test_bad_query_knobs_are_400(fixture_web, fetch, query):
+    fault = {"?times=x": "rate-limited", "?size=big": "redirect", "?rate=fast": "slow", "?hops=many": "redirect-chain"}
+    path = f"/fault/{fault[query]}/1.jpg" if query != "?size=big" else "/species/0/1.jpg"
+    status, _, body = await fetch(fixture_web.url("fungi-atlas.test", path, style="path") + query)
+    assert status == 400 and b"bad query" in body
+
+
 async def test_unknown_host_is_404(fixture_web, fetch):
     status, _, body = await fetch(f"http://unknown-host.test:{fixture_web.port}/species/1/1.jpg")
     assert status == 404 and b"no such fixture host" in body
