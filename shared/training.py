@@ -194,6 +194,10 @@ class TrainingJobSpec(_Frozen):
         default="balanced", description="'balanced' weighs each class by n_samples / (n_classes * n_class)"
     )
     mixed_precision: bool = False
+    jit_compile: bool | None = Field(
+        default=None,
+        description="XLA-compile the train step; None: only on a GPU (on a CPU it costs more than it saves)",
+    )
     distribution: DistributionStrategy = DistributionStrategy.default
     export: ExportConfig = ExportConfig()
     auto_promote: bool = Field(

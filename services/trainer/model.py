@@ -103,11 +103,18 @@ def make_optimizer(name: OptimizerName, learning_rate: float) -> keras.optimizer
     return keras.optimizers.Adam(learning_rate)
 
 
-def compile_model(model: keras.Model, name: OptimizerName, learning_rate: float) -> None:
+def compile_model(
+    model: keras.Model, name: OptimizerName, learning_rate: float, jit_compile: bool | None = None
+) -> None:
+    if jit_compile is None:
+        import tensorflow as tf
+
+        jit_compile = bool(tf.config.list_physical_devices("GPU"))
     model.compile(
         optimizer=make_optimizer(name, learning_rate),
         loss=keras.losses.SparseCategoricalCrossentropy(),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        jit_compile=jit_compile,
     )
 
 

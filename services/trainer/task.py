@@ -246,7 +246,7 @@ class TrainingRun:
                 model = keras.models.load_model(self.checkpoints.last_path)
             else:
                 model = build_model(spec, len(self.plan.classes))
-                compile_model(model, spec.optimizer.name, spec.optimizer.learning_rate)
+                compile_model(model, spec.optimizer.name, spec.optimizer.learning_rate, spec.jit_compile)
             self.progress(stage=self.state.phase, epoch=self.state.epoch, epochs=self.total_epochs,
                           resumed_from_epoch=self.state.resumed_from[-1] if self.state.resumed_from else None,
                           pid=os.getpid(), history=self.state.history)
@@ -261,7 +261,7 @@ class TrainingRun:
                     unfrozen = unfreeze_for_fine_tuning(model, spec.fine_tune.unfreeze_layers)
                     logger.info("fine-tuning: %d backbone layers unfrozen, lr %g", unfrozen,
                                 spec.fine_tune.learning_rate)
-                    compile_model(model, spec.optimizer.name, spec.fine_tune.learning_rate)
+                    compile_model(model, spec.optimizer.name, spec.fine_tune.learning_rate, spec.jit_compile)
                     self.state.fine_tune_start, self.state.wait = self.state.epoch, 0
                 if not self._early_stopped():
                     self._fit(model, datasets, self.state.fine_tune_start + spec.fine_tune.epochs)

@@ -1,7 +1,11 @@
-"""The RQ job function of the ``train`` queue (run by ``python -m shared.worker train``).
+"""The RQ job function of the ``train`` queue, and the training worker process.
 
-A thin entry point: settings, progress and logs wired to the RQ job, then services.trainer.task does the
-work. A job that raises is marked failed by RQ, and its model card says why.
+``python -m services.trainer.worker train`` is ``python -m shared.worker train`` with TensorFlow imported
+once in the parent: RQ forks a work horse per job, and each fork then starts training at once instead of
+importing TensorFlow again (10-20 s on a busy CPU). ``shared.worker`` runs the same jobs, only slower to start.
+
+The job function is a thin entry point: settings, progress and logs wired to the RQ job, then
+services.trainer.task does the work. A job that raises is marked failed by RQ, and its model card says why.
 """
 
 from __future__ import annotations
@@ -83,3 +87,17 @@ def run_training_job(model_id: str, spec_data: dict[str, Any]) -> dict[str, Any]
         if handler is not None:
             root.removeHandler(handler)
     return {"model_id": card.model_id, "metrics": card.metrics, "seconds": time.monotonic() - started}
+
+
+def main(argv: list[str] | None = None) -> None:
+    # Import only: no TensorFlow op runs (and so no thread pool starts) before RQ forks a work horse.
+    import keras  # noqa: F401
+    import tensorflow  # noqa: F401
+
+    from shared.worker import main as worker_main
+
+    worker_main(argv)
+
+
+if __name__ == "__main__":
+    main()

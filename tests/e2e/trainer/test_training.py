@@ -1,0 +1,96 @@
+"""A job submitted through the API and run by a real RQ worker process lands in the registry; a sweep compares."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+from PIL import Image
+
+from shared.processes import ManagedProcess
+from shared.storage import ObjectStore
+
+pytestmark = [pytest.mark.e2e, pytest.mark.ml]
+
+
+def test_a_submitted_job_trains_well_above_chance_and_lands_in_the_registry(
+    client: httpx.Client, train_worker: Callable[[], ManagedProcess], spec_for: Callable[..., dict[str, Any]],
+    wait_job: Callable[..., dict[str, Any]], trainer_store: ObjectStore,
+) -> None:
+    worker = train_worker()
+    spec = spec_for(name="quality", epochs=14, export={"saved_model": True, "tflite_float16": True},
+                    callbacks={"early_stopping": {"patience": 6}})
+    accepted = client.post("/jobs", json=spec)
+    assert accepted.status_code == 202, accepted.text
+    job_id = accepted.json()["job_id"]
+    assert len(accepted.json()["classes"]) == 4
+    assert accepted.json()["job_id"] in {job["job_id"] for job in client.get("/jobs").json()}
+
+    body = wait_job(job_id, worker=worker)
+    assert body["state"] == "complete", (body.get("error"), body["log_tail"], worker.log_tail())
+    assert body["history"] and body["history"][0]["epoch"] == 1
+    assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(body["history"][-1])
+    assert any("epoch 1/" in line for line in body["log_tail"])
+    # 4 classes: chance is 0.25
+    assert body["metrics"]["top1"] >= 0.6, body["metrics"]
+
+    models = {model["model_id"]: model for model in client.get("/models").json()}
+    assert models[job_id]["status"] == "complete"
+    assert models[job_id]["manifest_version"] == spec["data"]["manifest_version"]
+    detail = client.get(f"/models/{job_id}").json()
+    card = detail["card"]
+    assert card["status"] == "complete" and card["test_split_hash"]
+    assert [label["index"] for label in card["classes"]] == [0, 1, 2, 3]
+    assert all(label["genus"] and label["family"] for label in card["classes"])
+    for name in ("model.keras", "labels.json", "spec.json", "metrics.json", "history.json", "curves.png",
+                 "confusion.png", "exports.json"):
+        assert name in card["artifacts"]
+        assert trainer_store.exists(f"models/{job_id}/{name}")
+    assert any(name.startswith("saved_model/") for name in card["artifacts"])
+    metrics = detail["metrics"]
+    assert set(metrics["per_class"]) == {label["name"] for label in card["classes"]}
+    assert {"precision", "recall", "f1"} <= set(next(iter(metrics["per_class"].values())))
+    assert 0 <= metrics["macro_f1"] <= 1 and metrics["top3"] >= metrics["top1"]
+    exports = client.get(f"/models/{job_id}/artifacts/exports.json").json()
+    assert exports["saved_model"] == "ok"
+    assert exports["tflite_float16"] == "ok" or exports["tflite_float16"].startswith("failed")
+    for plot in ("curves.png", "confusion.png"):
+        response = client.get(f"/models/{job_id}/artifacts/{plot}")
+        assert response.headers["content-type"] == "image/png"
+        assert Image.open(io.BytesIO(response.content)).size[0] > 100
+    assert not list(trainer_store.list(f"models/{job_id}/checkpoint/")), "checkpoints are cleared when complete"
+
+    promoted = client.post(f"/models/{job_id}/promote")
+    assert promoted.status_code == 200, promoted.text
+    assert client.get("/models/promoted").json()["model_id"] == job_id
+    assert client.get(f"/models/{job_id}").json()["promoted"] is True
+
+
+def test_a_sweep_of_two_specs_produces_a_comparison_table_and_plot(
+    client: httpx.Client, train_worker: Callable[[], ManagedProcess], spec_for: Callable[..., dict[str, Any]],
+    wait_job: Callable[..., dict[str, Any]],
+) -> None:
+    worker = train_worker()
+    sweep = {"name": "lr", "base": spec_for(epochs=3), "grid": {"optimizer.learning_rate": [3e-3, 1e-4]}}
+    accepted = client.post("/sweeps", json=sweep)
+    assert accepted.status_code == 202, accepted.text
+    jobs = accepted.json()["jobs"]
+    assert [job["overrides"] for job in jobs] == [{"optimizer.learning_rate": 3e-3}, {"optimizer.learning_rate": 1e-4}]
+    for job in jobs:
+        assert wait_job(job["job_id"], worker=worker)["state"] == "complete"
+        spec = client.get(f"/models/{job['job_id']}").json()["card"]["spec"]
+        assert spec["optimizer"]["learning_rate"] == job["overrides"]["optimizer.learning_rate"]
+
+    table = client.get(f"/sweeps/{accepted.json()['sweep_id']}").json()
+    assert [row["job_id"] for row in table["rows"]] == [job["job_id"] for job in jobs]
+    for row in table["rows"]:
+        assert row["state"] == "complete"
+        assert row["test_top1"] is not None and row["best_val_accuracy"] is not None
+        assert row["label"].startswith("learning_rate=")
+    assert table["best_job_id"] in {job["job_id"] for job in jobs}
+    plot = client.get(table["plot_url"])
+    assert plot.status_code == 200 and plot.headers["content-type"] == "image/png"
+    assert Image.open(io.BytesIO(plot.content)).format == "PNG"
