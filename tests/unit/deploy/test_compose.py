@@ -300,3 +300,12 @@ def test_nothing_is_published_beyond_the_bind_address(compose: dict) -> None:
             assert host_ip == "127.0.0.1", f"{name}: {entry}"
     assert "ports" not in compose["services"]["redis"]
     assert shlex.join(compose["services"]["redis"]["healthcheck"]["test"]) == "CMD redis-cli ping"
+
+
+def test_third_party_images_are_pinned(compose: dict) -> None:
+    for name, service in compose["services"].items():
+        if "build" in service:
+            continue
+        image = service["image"]
+        repository, _, tag = image.rpartition(":")
+        assert repository and tag and tag != "latest" and re.search(r"\d", tag), f"{name}: pin {image}"

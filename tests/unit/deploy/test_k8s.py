@@ -156,3 +156,15 @@ def test_every_pod_gets_the_settings_and_runs_as_non_root() -> None:
         sources = only_container(obj)["envFrom"]
         assert {"configMapRef": {"name": "sporeprint-settings"}} in sources, name
         assert {"secretRef": {"name": "sporeprint-secrets"}} in sources, name
+
+
+def test_images_are_pinned_and_match_compose(compose: dict) -> None:
+    compose_images = {service["image"] for service in compose["services"].values() if "build" not in service}
+    for (kind, name), obj in all_objects().items():
+        if kind not in ("Deployment", "StatefulSet"):
+            continue
+        image = only_container(obj)["image"]
+        tag = image.rpartition(":")[2]
+        assert tag and tag != "latest", f"{name}: pin {image}"
+        if not image.startswith("sporeprint/"):
+            assert image in compose_images, f"{name}: {image} differs from docker-compose.yml"
