@@ -26,7 +26,7 @@ async def test_host_header_and_path_prefix_serve_the_same_bytes(fixture_web, fet
     assert status_a == status_b == 200 and a == b
 
 
-async def test_domains_differ_in_bytes_only_by_their_settings(fixture_web, fetch):
+async def test_domains_with_equal_settings_serve_equal_sizes(fixture_web, fetch):
     _, _, a = await fetch(fixture_web.url("fungi-atlas.test", "/species/1/2.jpg", style="path"))
     _, _, b = await fetch(fixture_web.url("mirror.test", "/species/1/2.jpg", style="path"))
     assert Image.open(io.BytesIO(a)).size == Image.open(io.BytesIO(b)).size
