@@ -98,7 +98,7 @@ def thumbnail_features(rgb: np.ndarray) -> np.ndarray:
     centre = val[q:-q, q:-q]
     disc = float(np.clip(centre.mean() - corners.mean(), -1, 1) * (corners < 0.15).mean())
 
-    hist, _ = np.histogram(hue[sat > 0.15], bins=12, range=(0.0, 1.0))
+    hist = np.bincount(np.minimum(hue[sat > 0.15] * 12, 11).astype(np.int64), minlength=12)
     total = hist.sum()
     probs = hist[hist > 0] / total if total else np.ones(1)
     entropy = float(-(probs * np.log(probs)).sum() / np.log(12))
