@@ -1,5 +1,6 @@
 # syntax=docker/dockerfile:1
-# The GPU training worker: `python -m shared.worker train` with TensorFlow on CUDA.
+# The GPU training worker: `python -m services.trainer.worker train` (shared.worker with TensorFlow imported
+# once before RQ forks, so each job starts at once) on CUDA.
 # Build from the repository root:  docker build -f deploy/docker/trainer-gpu.Dockerfile -t sporeprint/trainer-gpu .
 #
 # The TensorFlow GPU base is TensorFlow's own pip route, `tensorflow[and-cuda]` (CUDA and cuDNN as pinned
@@ -27,7 +28,7 @@ COPY shared ./shared
 COPY services ./services
 COPY sporeprint ./sporeprint
 RUN pip install --no-cache-dir --no-deps --force-reinstall . \
-    && python -I -c "import shared.worker, services.trainer"
+    && python -I -c "import shared.worker, services.trainer.worker"
 
 FROM ${PYTHON_IMAGE}
 ENV PATH=/opt/venv/bin:$PATH \
@@ -44,4 +45,4 @@ RUN useradd --create-home --uid 10001 --user-group sporeprint \
 COPY --from=build /opt/venv /opt/venv
 USER 10001:10001
 WORKDIR /home/sporeprint
-CMD ["python", "-m", "shared.worker", "train"]
+CMD ["python", "-m", "services.trainer.worker", "train"]

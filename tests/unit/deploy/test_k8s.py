@@ -8,15 +8,13 @@ from typing import Any
 import pytest
 import yaml
 
-from shared.queue import QueueName
-
-from .conftest import API_PORTS, DOCKERFILES, K8S, defines_app, entry_module_file
+from .conftest import API_PORTS, DOCKERFILES, K8S, assert_worker_command, defines_app, entry_module_file
 
 pytestmark = pytest.mark.unit
 
 KUBERNETES_VERSION = "1.30.0"  # the oldest minor still supported by the big managed offerings; newer accept it
 MANIFESTS = sorted(path for path in K8S.glob("*.yaml") if path.name != "kustomization.yaml")
-WORKERS = {"cpu-worker": ["harvest", "curate"], "train-worker": ["train"]}
+WORKERS = {"cpu-worker": ("harvest", "curate"), "train-worker": ("train",)}
 
 
 def documents(path: Path) -> list[dict[str, Any]]:
@@ -112,9 +110,7 @@ def test_inference_scales_horizontally() -> None:
 
 @pytest.mark.parametrize("worker", sorted(WORKERS))
 def test_workers_run_the_shared_worker_on_their_queues(worker: str) -> None:
-    container = only_container(all_objects()[("Deployment", worker)])
-    assert container["command"] == ["python", "-m", "shared.worker", *WORKERS[worker]]
-    assert set(WORKERS[worker]) <= {queue.value for queue in QueueName}
+    assert_worker_command(only_container(all_objects()[("Deployment", worker)])["command"], WORKERS[worker])
 
 
 def test_training_worker_runs_on_gpu_nodes() -> None:
