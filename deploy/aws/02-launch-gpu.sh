@@ -78,18 +78,33 @@ if [[ "${SPOT:-0}" == 1 ]]; then
   market=(--instance-market-options 'MarketType=spot,SpotOptions={SpotInstanceType=one-time}')
 fi
 log "launching ${INSTANCE_TYPE} from ${AMI_ID}"
-INSTANCE_ID="$(aws ec2 run-instances \
-  --image-id "${AMI_ID}" \
-  --instance-type "${INSTANCE_TYPE}" \
-  --key-name "${KEY_NAME}" \
-  --security-group-ids "${SG_ID}" \
-  --iam-instance-profile "Name=${ROLE}" \
-  --user-data "file://${WORK}/user-data.sh" \
-  --metadata-options HttpTokens=required \
-  --block-device-mappings "[{\"DeviceName\":\"/dev/sda1\",\"Ebs\":{\"VolumeSize\":${VOLUME_GB},\"VolumeType\":\"gp3\",\"DeleteOnTermination\":true}}]" \
-  --tag-specifications "ResourceType=instance,Tags=[{Key=Name,Value=${STACK_NAME}-gpu},{Key=project,Value=${STACK_NAME}}]" \
-  "${market[@]}" \
-  --query 'Instances[0].InstanceId' --output text)"
+launch() {
+  aws ec2 run-instances \
+    --image-id "${AMI_ID}" \
+    --instance-type "${INSTANCE_TYPE}" \
+    --key-name "${KEY_NAME}" \
+    --security-group-ids "${SG_ID}" \
+    --iam-instance-profile "Name=${ROLE}" \
+    --user-data "file://${WORK}/user-data.sh" \
+    --metadata-options HttpTokens=required \
+    --block-device-mappings "[{\"DeviceName\":\"/dev/sda1\",\"Ebs\":{\"VolumeSize\":${VOLUME_GB},\"VolumeType\":\"gp3\",\"DeleteOnTermination\":true}}]" \
+    --tag-specifications "ResourceType=instance,Tags=[{Key=Name,Value=${STACK_NAME}-gpu},{Key=project,Value=${STACK_NAME}}]" \
+    ${market[@]+"${market[@]}"} \
+    --query 'Instances[0].InstanceId' --output text
+}
+# A new instance profile takes a while to become usable by EC2: retry only that error.
+for attempt in 1 2 3 4 5 6; do
+  if INSTANCE_ID="$(launch 2>"${WORK}/launch.err")"; then
+    break
+  fi
+  if grep -qi 'instance profile' "${WORK}/launch.err" && [[ "${attempt}" -lt 6 ]]; then
+    log "the instance profile is not visible to EC2 yet; retrying in 10 s"
+    sleep 10
+  else
+    cat "${WORK}/launch.err" >&2
+    die "run-instances failed"
+  fi
+done
 aws ec2 wait instance-running --instance-ids "${INSTANCE_ID}"
 HOST="$(instance_host "${INSTANCE_ID}")"
 log "instance ${INSTANCE_ID} is running at ${HOST}"

@@ -28,11 +28,20 @@ add_docker_repository() {
   apt-get update -q
 }
 
+# docker-compose.yml uses `depends_on: {required: false}` (MinIO absent beside S3): Compose 2.20 or newer.
+MIN_COMPOSE_VERSION=2.24.0
+
+compose_is_recent() {
+  local version
+  version="$(docker compose version --short 2>/dev/null | sed 's/^v//')" || return 1
+  [[ -n "${version}" ]] && [[ "$(printf '%s\n%s\n' "${MIN_COMPOSE_VERSION}" "${version}" | sort -V | head -n 1)" == "${MIN_COMPOSE_VERSION}" ]]
+}
+
 install_docker() {
-  if command -v docker >/dev/null 2>&1 && docker compose version >/dev/null 2>&1; then
-    log "docker and the compose plugin are there"
+  if command -v docker >/dev/null 2>&1 && compose_is_recent; then
+    log "docker and compose $(docker compose version --short) are there"
   elif command -v docker >/dev/null 2>&1; then
-    log "installing the docker compose plugin"
+    log "installing a current docker compose plugin"
     add_docker_repository
     apt-get install -y -q docker-compose-plugin docker-buildx-plugin
   else
