@@ -45,10 +45,13 @@ class DomainScore(BaseModel):
     failure_rate: float | None = Field(description="failed / (harvested + failed)")
     human_relevant: int
     human_irrelevant: int
+    filter_scored: int = Field(description="harvested images the automatic filter scored")
+    filter_irrelevant: int = Field(description="of those, scored above the threshold (the filter alone)")
+    filter_irrelevant_share: float | None
     scored: int = Field(description="images with a filter score or a human label")
     irrelevant: int = Field(description="of those, irrelevant (a human label overrides the filter)")
     irrelevant_share: float | None
-    wilson_low: float | None
+    wilson_low: float | None = Field(description="95% Wilson interval of irrelevant_share (z configurable)")
     wilson_high: float | None
     duplicates: int
     blacklisted: str | None = Field(description="the blacklist entry that covers the whole domain, if any")
@@ -114,7 +117,8 @@ def domain_scores(table: pa.Table, labels: pa.Table, blacklist: Blacklist, rules
     duplicate = (_bool(pc.is_valid(table.column("duplicate_of"))) | exact_duplicates(table.column("sha256"))) \
         & harvested
 
-    columns = {"harvested": harvested, "failed": failed, "human_relevant": human_relevant,
+    columns = {"harvested": harvested, "failed": failed, "filter_scored": has_score,
+               "filter_irrelevant": filter_irrelevant, "human_relevant": human_relevant,
                "human_irrelevant": human_irrelevant, "scored": evaluated, "irrelevant": irrelevant,
                "duplicates": duplicate}
     per_row = pa.table({"domain": table.column("domain"), **{k: pa.array(v.astype(np.int64)) for k, v in
@@ -126,6 +130,7 @@ def domain_scores(table: pa.Table, labels: pa.Table, blacklist: Blacklist, rules
     low, high = wilson_interval(g["irrelevant"], g["scored"], rules.wilson_z)
     with np.errstate(divide="ignore", invalid="ignore"):
         share_irrelevant = g["irrelevant"] / g["scored"]
+        share_filter = g["filter_irrelevant"] / g["filter_scored"]
         attempts = g["harvested"] + g["failed"]
         failure_rate = g["failed"] / attempts
 
@@ -138,6 +143,8 @@ def domain_scores(table: pa.Table, labels: pa.Table, blacklist: Blacklist, rules
             domain=domain, images=int(images[i]), share=float(images[i] / n_rows),
             harvested=int(g["harvested"][i]), failed=int(g["failed"][i]),
             failure_rate=_finite(failure_rate[i]),
+            filter_scored=int(g["filter_scored"][i]), filter_irrelevant=int(g["filter_irrelevant"][i]),
+            filter_irrelevant_share=_finite(share_filter[i]),
             human_relevant=int(g["human_relevant"][i]), human_irrelevant=int(g["human_irrelevant"][i]),
             scored=scored, irrelevant=int(g["irrelevant"][i]), irrelevant_share=_finite(share_irrelevant[i]),
             wilson_low=_finite(low[i]), wilson_high=_finite(high[i]), duplicates=int(g["duplicates"][i]),

@@ -64,6 +64,7 @@ def test_recommendations_failure_rates_and_label_override() -> None:
     relabelled = {s.domain: s for s in domain_scores(table, labels, Blacklist(), DomainRules())}
     assert relabelled["sheets.test"].recommendation is Recommendation.keep
     assert (relabelled["sheets.test"].human_relevant, relabelled["sheets.test"].irrelevant) == (25, 0)
+    assert (relabelled["sheets.test"].filter_irrelevant, relabelled["sheets.test"].filter_irrelevant_share) == (25, 1.0)
 
 
 def test_cached_scores_fill_a_harvest_version_and_rules_are_configurable() -> None:
