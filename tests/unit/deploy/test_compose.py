@@ -306,3 +306,9 @@ def test_third_party_images_are_pinned(compose: dict) -> None:
         image = service["image"]
         repository, _, tag = image.rpartition(":")
         assert repository and tag and tag != "latest" and re.search(r"\d", tag), f"{name}: pin {image}"
+
+
+def test_service_knobs_in_env_reach_the_services(compose: dict) -> None:
+    """Compose reads .env only for ${...}; env_file passes the rest (e.g. SPOREPRINT_DOWNLOADER_*) through."""
+    for name in SPOREPRINT_SERVICES:
+        assert compose["services"][name]["env_file"] == [{"path": ".env", "required": False}], name
