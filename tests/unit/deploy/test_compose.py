@@ -312,3 +312,12 @@ def test_service_knobs_in_env_reach_the_services(compose: dict) -> None:
     """Compose reads .env only for ${...}; env_file passes the rest (e.g. SPOREPRINT_DOWNLOADER_*) through."""
     for name in SPOREPRINT_SERVICES:
         assert compose["services"][name]["env_file"] == [{"path": ".env", "required": False}], name
+
+
+def test_the_settings_scan_finds_every_service_config(env_names: dict) -> None:
+    """The environment checks above are only as good as the scan: each services/<svc>/core/config.py counts."""
+    for config in ROOT.glob("services/*/core/config.py"):
+        prefix = f"SPOREPRINT_{config.parts[-3].upper()}_"
+        assert any(name.startswith(prefix) and env_names[name].__module__.startswith("services.")
+                   for name in env_names), f"no settings class found in {config.relative_to(ROOT)}"
+    assert "SPOREPRINT_S3_ENDPOINT" in env_names and "SPOREPRINT_API_TOKEN" in env_names
