@@ -21,10 +21,10 @@ def pin_and_plan(manifests: ManifestStore, spec: TrainingJobSpec) -> tuple[Train
         version = data.manifest_version or manifests.latest_version(data.dataset)
         table = manifests.read(data.dataset, version, columns=COLUMNS)
     except (ManifestNotFound, ManifestError) as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"{MANIFEST_NOT_FOUND}: {exc}") from None
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"{MANIFEST_NOT_FOUND}: {exc}") from None
     pinned = spec.pinned(version)
     try:
         plan = plan_dataset(table, pinned.data)
     except DatasetError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"{DATASET_UNUSABLE}: {exc}") from None
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"{DATASET_UNUSABLE}: {exc}") from None
     return pinned, plan

@@ -28,8 +28,9 @@ from services.trainer.cache import ImageCache
 from services.trainer.dataset import DatasetPlan, load_plan
 from services.trainer.input import build_dataset
 from services.trainer.model import build_model, compile_model, unfreeze_for_fine_tuning
+from services.trainer.promotion import maybe_auto_promote
 from shared.manifests import ManifestStore
-from shared.registry import ModelCard, ModelRegistry, ModelStatus, PromotionRefused, model_key
+from shared.registry import ModelCard, ModelRegistry, ModelStatus, model_key
 from shared.storage import ObjectNotFound, ObjectStore
 from shared.training import DistributionStrategy, TrainingJobSpec
 
@@ -387,27 +388,6 @@ class TrainingRun:
             return self.registry.card(self.model_id)
         except Exception:  # noqa: BLE001 - no card yet (first run)
             return None
-
-
-def maybe_auto_promote(registry: ModelRegistry, card: ModelCard) -> bool:
-    """Promote ``card`` if nothing is promoted, or it beats the promoted model's test top-1 on the same split."""
-    pointer = registry.promoted()
-    if pointer is not None:
-        current = registry.card(pointer.model_id)
-        if current.test_split_hash != card.test_split_hash:
-            logger.info("not auto-promoting %s: the promoted model was tested on another split", card.model_id)
-            return False
-        if card.metrics.get("top1", 0.0) <= current.metrics.get("top1", 0.0):
-            logger.info("not auto-promoting %s: top1 %.3f does not beat %s (%.3f)", card.model_id,
-                        card.metrics.get("top1", 0.0), current.model_id, current.metrics.get("top1", 0.0))
-            return False
-    try:
-        registry.promote(card.model_id, by="auto-promote")
-    except PromotionRefused as exc:
-        logger.warning("auto-promotion of %s refused: %s", card.model_id, exc)
-        return False
-    logger.info("auto-promoted %s", card.model_id)
-    return True
 
 
 def _json(value: Any) -> bytes:
