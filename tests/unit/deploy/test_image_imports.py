@@ -123,6 +123,11 @@ def third_party_imports(roots: list[str]) -> dict[str, str]:
 
 
 @cache
+def packages_distributions() -> dict[str, list[str]]:
+    return dict(metadata.packages_distributions())
+
+
+@cache
 def installed_closure(extra: str) -> frozenset[str]:
     """Distributions `pip install .[extra]` brings in (resolved against this environment's metadata)."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
@@ -151,7 +156,7 @@ def test_image_installs_every_package_its_code_imports(image: str) -> None:
     extra, roots = IMAGES[image]
     for root in roots:
         assert module_file(root), f"{root} does not exist"
-    distributions = metadata.packages_distributions()
+    distributions = packages_distributions()
     allowed = installed_closure(extra)
     missing = {}
     for module, importer in third_party_imports(roots).items():
