@@ -101,12 +101,15 @@ def plan_dataset(table: pa.Table, config: DataConfig) -> DatasetPlan:
         if small:
             raise DatasetError(f"classes with fewer than {config.min_images_per_class} usable images: {small}")
     else:
-        eligible = [name for name, members in by_class.items() if len(members) >= config.min_images_per_class]
+        # A class needs an observation for each split too; in top-N mode one that cannot be split is skipped.
+        eligible = [name for name, members in by_class.items() if len(members) >= config.min_images_per_class
+                    and len({row["observation_id"] for row in members}) >= len(SPLITS)]
         eligible.sort(key=lambda name: (-len(by_class[name]), name))
         names = sorted(eligible[: config.top_n])
         if len(names) < 2:
             raise DatasetError(
-                f"fewer than 2 classes have at least {config.min_images_per_class} usable images at level {level}"
+                f"fewer than 2 classes have at least {config.min_images_per_class} usable images "
+                f"(from {len(SPLITS)} observations) at level {level}"
             )
     classes = [
         ClassLabel(index=index, name=name, species=hierarchy[name]["species"] if level == "species" else None,

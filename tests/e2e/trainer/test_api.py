@@ -105,7 +105,7 @@ def test_specs_the_manifest_cannot_satisfy_are_refused(api: TestClient, version:
 def test_a_dataset_too_small_for_the_split_is_refused(api: TestClient, manifests: ManifestStore) -> None:
     # Two observations of Boletus: train, validation and test cannot each get one.
     manifests.write("fungi", rows({"Amanita muscaria": 20, "Boletus edulis": 4}), Operation.harvest)
-    response = api.post("/jobs", json=spec())
+    response = api.post("/jobs", json=spec(classes=["Amanita muscaria", "Boletus edulis"]))
     assert response.status_code == 422
     detail = response.json()["detail"]
     assert detail.startswith("dataset unusable for this spec: class 'Boletus edulis' has 2 observations")
