@@ -56,7 +56,7 @@ def build_backbone(spec: TrainingJobSpec) -> tuple[keras.Model, str]:
     kwargs: dict[str, Any] = {"include_top": False, "weights": spec.backbone.keras_weights,
                               "input_shape": (size, size, 3)}
     backbone = constructor(**kwargs)
-    return keras.Model(backbone.inputs, backbone.outputs, name=BACKBONE_LAYER), preprocessing
+    return keras.Model(backbone.input, backbone.output, name=BACKBONE_LAYER), preprocessing
 
 
 def _preprocessing_layers(kind: str) -> list[keras.layers.Layer]:
