@@ -1,5 +1,8 @@
 """Dynamic batching: concurrent requests wait at most ``max_wait_ms`` to share one model call.
 
+The wait only happens while other requests are still being decoded (``arriving``): a lone request runs
+at once, so batching costs nothing at concurrency 1.
+
 One dedicated thread runs the model, so batches never compete with each other for the CPU while
 the event loop keeps accepting requests and decoding images (in other threads) for the next batch.
 Each batch reads the current model once, so a hot swap never changes the model under a running batch.
@@ -48,6 +51,7 @@ class DynamicBatcher:
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
         self._task: asyncio.Task[None] | None = None
+        self.arriving = 0  # requests still decoding: worth waiting for, up to max_wait_ms
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="dynamic-batcher")
@@ -76,6 +80,8 @@ class DynamicBatcher:
                 continue
             except asyncio.QueueEmpty:
                 pass
+            if self.arriving <= 0:
+                break  # nobody else is on the way: waiting would only add latency
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break

@@ -63,7 +63,13 @@ class Predictor:
     async def predict_bytes(self, data: bytes, explain: bool = False) -> Prediction:
         started = time.perf_counter()
         image_size = self.model().image_size
-        image, irrelevant = await asyncio.get_running_loop().run_in_executor(None, self._decode, data, image_size)
+        self.batcher.arriving += 1
+        try:
+            image, irrelevant = await asyncio.get_running_loop().run_in_executor(
+                None, self._decode, data, image_size
+            )
+        finally:
+            self.batcher.arriving -= 1
         scored = await self.batcher.score(image)
         model = scored.model
         answer = build_answer(
