@@ -114,8 +114,7 @@ def write_fixture(state_env: dict[str, str], rows: int) -> None:
 def child_domain_scores(python_loop: bool) -> dict[str, float]:
     """Runs in a fresh process: read the version from S3, score domains, report time and peak RSS."""
     from services.curator.analysis import read_cache
-    from services.curator.blacklist import BlacklistStore
-    from services.curator.domain_scores import DomainRules, domain_scores
+    from services.curator.domain_scores import DomainRules, score_version
     from services.curator.labels import LabelStore
     from shared.manifests import ManifestStore
     from shared.settings import get_settings
@@ -123,17 +122,18 @@ def child_domain_scores(python_loop: bool) -> dict[str, float]:
 
     store = ObjectStore.from_settings(get_settings())
     started = time.perf_counter()
-    table = ManifestStore(store).read("bench", columns=COLUMNS)
-    cache = read_cache(store, "bench", columns=["image_id", "stage1"]).rename_columns(["image_id", "irrelevant_score"])
-    labels = LabelStore(store).table()
-    blacklist = BlacklistStore(store).get()
     if python_loop:
-        n_domains = baseline_loop(table, cache, labels)
+        table = ManifestStore(store).read("bench", columns=COLUMNS)
+        cache = read_cache(store, "bench", columns=["image_id", "stage1"])
+        n_domains = baseline_loop(table, cache.rename_columns(["image_id", "irrelevant_score"]),
+                                  LabelStore(store).table())
+        rows = table.num_rows
     else:
-        n_domains = len(domain_scores(table, labels, blacklist, DomainRules(), cache))
+        rows, scores = score_version(store, "bench", ManifestStore(store).latest_version("bench"), DomainRules())
+        n_domains = len(scores)
     seconds = time.perf_counter() - started
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"seconds": seconds, "rss_mb": rss_mb, "domains": n_domains, "rows": table.num_rows}
+    return {"seconds": seconds, "rss_mb": rss_mb, "domains": n_domains, "rows": rows}
 
 
 def baseline_loop(table: pa.Table, cache: pa.Table, labels: pa.Table) -> int:

@@ -188,15 +188,17 @@ def curate_table(table: pa.Table, analyses: pa.Table, scores: np.ndarray, blackl
         out = out.set_column(out.schema.get_field_index(name), name,
                              pa.array(np.nan_to_num(values).astype(np.int32), pa.int32(), mask=np.isnan(values)))
 
+    reason_column = pa.array(reasons.tolist(), pa.string())
     excluded = {reason.value: int((reasons == reason.value).sum()) for reason in REASON_ORDER}
+    counted = pa.table({"domain": table.column("domain"), "reason": pc.fill_null(reason_column, "included")}) \
+        .group_by(["domain", "reason"]).aggregate([("reason", "count")])
     by_domain: dict[str, dict[str, int]] = {}
-    domains = np.asarray(table.column("domain").to_pylist(), dtype=object)
-    for domain in sorted(set(domains.tolist())):
-        in_domain = domains == domain
-        counts = {"rows": int(in_domain.sum()), "included": int((in_domain & (reasons == None)).sum())}  # noqa: E711
-        counts.update({r.value: int((in_domain & (reasons == r.value)).sum()) for r in REASON_ORDER
-                       if (in_domain & (reasons == r.value)).any()})
-        by_domain[domain] = counts
+    for domain, reason, count in zip(*(counted.column(c).to_pylist() for c in ("domain", "reason", "reason_count")),
+                                     strict=True):  # one iteration per (domain, reason) pair, not per row
+        entry = by_domain.setdefault(domain, {"rows": 0, "included": 0})
+        entry["rows"] += count
+        entry[reason] = count
+    by_domain = dict(sorted(by_domain.items()))
     stats = {"rows": n, "included": int((reasons == None).sum()), "excluded": excluded,  # noqa: E711
              "by_domain": by_domain, "cross_observation_duplicates": cross_observation,
              "labels_used": int(labelled.sum())}

@@ -7,15 +7,25 @@ recommendation from :class:`DomainRules`.
 
 from __future__ import annotations
 
+import tempfile
 from enum import StrEnum
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.curator.analysis import cache_key
+from services.curator.blacklist import BlacklistStore
+from services.curator.columnar import KeyIndex, batches, first_occurrence_duplicates, string_keys
+from services.curator.labels import LabelStore
 from shared.curation import Blacklist
+from shared.manifests import ManifestStore
 from shared.schemas import HarvestStatus
+from shared.storage import ObjectNotFound, ObjectStore
+
+SCORE_COLUMNS = ["image_id", "domain", "status", "sha256", "irrelevant_score", "duplicate_of"]
 
 
 class Recommendation(StrEnum):
@@ -73,56 +83,88 @@ def wilson_interval(k: np.ndarray, n: np.ndarray, z: float) -> tuple[np.ndarray,
 
 def exact_duplicates(sha256: pa.ChunkedArray | pa.Array) -> np.ndarray:
     """True for every row whose sha256 appeared on an earlier row (nulls are never duplicates)."""
-    codes = pc.dictionary_encode(sha256)
-    if isinstance(codes, pa.ChunkedArray):
-        codes = codes.combine_chunks()
-    indices = codes.indices.to_numpy(zero_copy_only=False)
-    valid = ~np.asarray(pc.is_null(sha256).to_numpy(zero_copy_only=False), dtype=bool)
-    indices = np.where(valid, indices, -1)
-    _, first = np.unique(indices, return_index=True)
-    duplicate = valid.copy()
-    duplicate[first] = False
-    return duplicate
+    return first_occurrence_duplicates(*string_keys(sha256))
 
 
 def _bool(array: pa.ChunkedArray | pa.Array) -> np.ndarray:
     return np.asarray(pc.fill_null(array, False).to_numpy(zero_copy_only=False), dtype=bool)
 
 
-def domain_scores(table: pa.Table, labels: pa.Table, blacklist: Blacklist, rules: DomainRules,
-                  cached_scores: pa.Table | None = None) -> list[DomainScore]:
-    """``table``: manifest columns domain, image_id, status, sha256, irrelevant_score, duplicate_of.
-    ``labels``: image_id, human_irrelevant. ``cached_scores``: image_id, irrelevant_score from earlier curations,
-    used where the version itself carries no score (a harvest version)."""
-    n_rows = table.num_rows
-    status = table.column("status")
-    harvested = _bool(pc.equal(status, HarvestStatus.ok.value))
-    failed = _bool(pc.equal(status, HarvestStatus.failed.value))
+def compact_manifest(source: pa.Table | Path) -> pa.Table:
+    """The few columns domain scores need, with ids and digests as 64-bit keys; streamed batch by batch
+    so that the long id and digest strings of a multi-million-row manifest are never all in memory."""
+    parts = []
+    for batch in batches(source, SCORE_COLUMNS):
+        status = batch.column("status")
+        id_key, _ = string_keys(batch.column("image_id"))
+        sha_key, sha_valid = string_keys(batch.column("sha256"))
+        parts.append(pa.record_batch({
+            "domain": batch.column("domain").cast(pa.string()),
+            "harvested": pc.fill_null(pc.equal(status, HarvestStatus.ok.value), False),
+            "failed": pc.fill_null(pc.equal(status, HarvestStatus.failed.value), False),
+            "id_key": pa.array(id_key), "sha_key": pa.array(sha_key), "sha_valid": pa.array(sha_valid),
+            "score": batch.column("irrelevant_score").cast(pa.float32()),
+            "has_duplicate_of": pc.is_valid(batch.column("duplicate_of")),
+        }))
+    if not parts:
+        return pa.table({"domain": pa.array([], pa.string())})
+    return pa.Table.from_batches(parts)
 
-    score = table.column("irrelevant_score")
-    if cached_scores is not None and cached_scores.num_rows and score.null_count:
-        position = pc.index_in(table.column("image_id"), value_set=cached_scores.column("image_id"))
-        score = pc.coalesce(score, pc.take(cached_scores.column("irrelevant_score"), position))
-    has_score = _bool(pc.is_valid(score)) & harvested
-    filter_irrelevant = _bool(pc.greater(score, rules.irrelevant_threshold)) & has_score
 
-    position = pc.index_in(table.column("image_id"), value_set=labels.column("image_id"))
-    human = pc.take(labels.column("human_irrelevant"), position)
-    labelled = _bool(pc.is_valid(human))
-    human_irrelevant = _bool(human) & labelled
+def keyed_values(source: pa.Table | Path, value_column: str) -> tuple[KeyIndex, np.ndarray]:
+    """A lookup from image_id (as keys) to ``value_column`` (float64, NaN for nulls)."""
+    keys, values = [], []
+    for batch in batches(source, ["image_id", value_column]):
+        key, _ = string_keys(batch.column("image_id"))
+        keys.append(key)
+        column = batch.column(value_column)
+        if pa.types.is_boolean(column.type):
+            column = column.cast(pa.float64())
+        values.append(np.asarray(column.cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64))
+    if not keys:
+        return KeyIndex(np.zeros(0, np.uint64)), np.zeros(0)
+    return KeyIndex(np.concatenate(keys)), np.concatenate(values)
+
+
+def domain_scores(table: pa.Table | Path, labels: pa.Table, blacklist: Blacklist, rules: DomainRules,
+                  cached_scores: pa.Table | Path | None = None) -> list[DomainScore]:
+    """``table``: a manifest (in memory or a Parquet file) with columns domain, image_id, status, sha256,
+    irrelevant_score, duplicate_of. ``labels``: image_id, human_irrelevant. ``cached_scores``: image_id, stage1
+    (the analysis cache of earlier curations), used where the version carries no score (a harvest version)."""
+    rows = compact_manifest(table)
+    n_rows = rows.num_rows
+    if n_rows == 0:
+        return []
+    harvested = _bool(rows.column("harvested"))
+    failed = _bool(rows.column("failed"))
+    id_key = rows.column("id_key").to_numpy()
+    every = np.ones(n_rows, dtype=bool)
+
+    score = np.asarray(rows.column("score").to_numpy(zero_copy_only=False), dtype=np.float64)
+    if cached_scores is not None and np.isnan(score).any():
+        index, values = keyed_values(cached_scores, "stage1")
+        score = np.where(np.isnan(score), _take(values, index.find(id_key, every)), score)
+    has_score = ~np.isnan(score) & harvested
+    filter_irrelevant = (np.nan_to_num(score, nan=0.0) > rules.irrelevant_threshold) & has_score
+
+    label_index, label_values = keyed_values(labels, "human_irrelevant")
+    human = _take(label_values, label_index.find(id_key, every))
+    labelled = ~np.isnan(human)
+    human_irrelevant = labelled & (np.nan_to_num(human, nan=0.0) > 0.5)
     human_relevant = labelled & ~human_irrelevant
 
     evaluated = has_score | labelled
     irrelevant = np.where(labelled, human_irrelevant, filter_irrelevant) & evaluated
-    duplicate = (_bool(pc.is_valid(table.column("duplicate_of"))) | exact_duplicates(table.column("sha256"))) \
-        & harvested
+    exact = first_occurrence_duplicates(rows.column("sha_key").to_numpy(), _bool(rows.column("sha_valid")))
+    duplicate = (_bool(rows.column("has_duplicate_of")) | exact) & harvested
 
     columns = {"harvested": harvested, "failed": failed, "filter_scored": has_score,
                "filter_irrelevant": filter_irrelevant, "human_relevant": human_relevant,
                "human_irrelevant": human_irrelevant, "scored": evaluated, "irrelevant": irrelevant,
                "duplicates": duplicate}
-    per_row = pa.table({"domain": table.column("domain"), **{k: pa.array(v.astype(np.int64)) for k, v in
-                                                             columns.items()}})
+    per_row = pa.table({"domain": rows.column("domain"), **{k: pa.array(v.astype(np.int64)) for k, v in
+                                                            columns.items()}})
+    del rows
     grouped = per_row.group_by("domain").aggregate([("domain", "count"), *((name, "sum") for name in columns)])
     grouped = grouped.sort_by([("domain_count", "descending"), ("domain", "ascending")])
     g = {name: grouped.column(f"{name}_sum").to_numpy() for name in columns}
@@ -153,6 +195,13 @@ def domain_scores(table: pa.Table, labels: pa.Table, blacklist: Blacklist, rules
     return results
 
 
+def _take(values: np.ndarray, position: np.ndarray) -> np.ndarray:
+    """values[position], NaN where position is -1."""
+    if len(values) == 0:
+        return np.full(len(position), np.nan)
+    return np.where(position >= 0, values[np.maximum(position, 0)], np.nan)
+
+
 def _recommend(scored: int, low: float, high: float, rules: DomainRules) -> tuple[Recommendation, str]:
     if scored == 0:
         return Recommendation.review, "no image scored or labelled yet"
@@ -174,3 +223,16 @@ def _domain_entry(blacklist: Blacklist, domain: str) -> str | None:
 
 def _finite(value: float) -> float | None:
     return float(value) if np.isfinite(value) else None
+
+
+def score_version(store: ObjectStore, dataset: str, version: int, rules: DomainRules) -> tuple[int, list[DomainScore]]:
+    """Domain scores of a stored version: the version and the analysis cache are streamed from local copies."""
+    with tempfile.TemporaryDirectory() as tmp:
+        info, path = ManifestStore(store).download(dataset, version, Path(tmp) / "manifest.parquet")
+        cache: Path | None = Path(tmp) / "scores.parquet"
+        try:
+            store.get_file(cache_key(dataset), cache)  # type: ignore[arg-type]
+        except ObjectNotFound:
+            cache = None
+        scores = domain_scores(path, LabelStore(store).table(), BlacklistStore(store).get(), rules, cache)
+    return info.rows, scores

@@ -55,7 +55,7 @@ def resolve_version(manifests: ManifestStore, dataset: str, version: int | None)
     try:
         validate_dataset(dataset)
     except ManifestError:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, INVALID_DATASET) from None
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, INVALID_DATASET) from None
     try:
         latest = manifests.latest_version(dataset)
     except ManifestNotFound:

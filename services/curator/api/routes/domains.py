@@ -12,15 +12,13 @@ from pydantic import BaseModel
 
 from services.curator.analysis import read_cache
 from services.curator.api.deps import CuratorSettingsDep, ManifestsDep, StoreDep, resolve_version
-from services.curator.blacklist import BlacklistStore
-from services.curator.domain_scores import DomainRules, DomainScore, domain_scores
+from services.curator.domain_scores import DomainRules, DomainScore, score_version
 from services.curator.labels import LabelStore
 from services.curator.review import DomainSample, SampleImage, contact_sheet, review_page, sample_rows
 
 router = APIRouter(prefix="/domains", tags=["domains"])
 
 NO_IMAGES = "no harvested images of this domain in the manifest version"
-SCORE_COLUMNS = ["image_id", "domain", "status", "sha256", "irrelevant_score", "duplicate_of"]
 
 
 class DomainReport(BaseModel):
@@ -54,10 +52,8 @@ def list_domains(
         irrelevant_threshold=defaults.irrelevant_threshold if irrelevant_threshold is None else irrelevant_threshold,
         wilson_z=defaults.wilson_z,
     )
-    table = manifests.read(dataset, version, columns=SCORE_COLUMNS)
-    cache = read_cache(store, dataset, columns=["image_id", "stage1"]).rename_columns(["image_id", "irrelevant_score"])
-    scores = domain_scores(table, LabelStore(store).table(), BlacklistStore(store).get(), rules, cache)
-    return DomainReport(dataset=dataset, version=version, rows=table.num_rows, rules=rules, domains=scores)
+    rows, scores = score_version(store, dataset, version, rules)
+    return DomainReport(dataset=dataset, version=version, rows=rows, rules=rules, domains=scores)
 
 
 @router.get("/{domain}/sample", response_model=DomainSample,
