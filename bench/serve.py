@@ -20,7 +20,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -96,8 +96,8 @@ def sample_jpeg() -> bytes:
     return buffer.getvalue()
 
 
-def bare_call_ms(model_path: Path, jpeg: bytes, calls: int = 200) -> tuple[float, float]:
-    """p50 of an in-process tf.function call on the image (model only; decode + model)."""
+def bare_call(model_path: Path, jpeg: bytes, calls: int = 150) -> Callable[[], tuple[float, float]]:
+    """A measurement of the in-process tf.function call on the image: p50 ms (model only; decode + model)."""
     import keras
     import tensorflow as tf
 
@@ -107,18 +107,22 @@ def bare_call_ms(model_path: Path, jpeg: bytes, calls: int = 200) -> tuple[float
     model = keras.models.load_model(model_path, compile=False)
     predict = compile_predict(model, IMAGE_SIZE)
     image, _ = decode_for_model(jpeg, IMAGE_SIZE, 10**8, 10**8)
-    for _ in range(10):
-        predict(tf.constant(image[None]))
-    model_only, with_decode = [], []
-    for _ in range(calls):
-        started = time.perf_counter()
-        predict(tf.constant(image[None]))
-        model_only.append(time.perf_counter() - started)
-        started = time.perf_counter()
-        decoded, _ = decode_for_model(jpeg, IMAGE_SIZE, 10**8, 10**8)
-        predict(tf.constant(decoded[None]))
-        with_decode.append(time.perf_counter() - started)
-    return statistics.median(model_only) * 1000, statistics.median(with_decode) * 1000
+
+    def measure() -> tuple[float, float]:
+        for _ in range(10):
+            predict(tf.constant(image[None]))
+        model_only, with_decode = [], []
+        for _ in range(calls):
+            started = time.perf_counter()
+            predict(tf.constant(image[None]))
+            model_only.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            decoded, _ = decode_for_model(jpeg, IMAGE_SIZE, 10**8, 10**8)
+            predict(tf.constant(decoded[None]))
+            with_decode.append(time.perf_counter() - started)
+        return statistics.median(model_only) * 1000, statistics.median(with_decode) * 1000
+
+    return measure
 
 
 @dataclass
@@ -205,21 +209,33 @@ def cpu_model() -> str:
 
 
 def run_server(name: str, label: str, app: str, env: dict[str, str], log_dir: Path, jpeg: bytes,
-               requests: dict[int, int], ready_path: str = "/health") -> tuple[list[Run], int]:
+               requests: dict[int, int], ready_path: str = "/health",
+               bare: Callable[[], tuple[float, float]] | None = None,
+               ) -> tuple[list[Run], int, list[tuple[float, float]]]:
+    """Run the load at each concurrency; ``bare`` (if given) is measured just before and after concurrency 1,
+    so the reference sees the same machine load as the served run (the machine is shared and noisy)."""
     from shared.processes import start_service
 
     service = start_service(name, app, {**env, "PYTHONPATH": str(ROOT)}, log_dir, ready_path=ready_path,
                             timeout=120)
     rss = PeakRss(service.pid)
+    bare_runs: list[tuple[float, float]] = []
+    runs = []
     try:
-        runs = [asyncio.run(load(f"{service.url}/predict", jpeg, c, requests[c], label)) for c in CONCURRENCY]
+        for c in CONCURRENCY:
+            if bare and c == 1:
+                bare_runs.append(bare())
+            runs.append(asyncio.run(load(f"{service.url}/predict", jpeg, c, requests[c], label)))
+            if bare and c == 1:
+                bare_runs.append(bare())
     finally:
         peak = rss.stop()
         service.stop()
-    return runs, peak
+    return runs, peak, bare_runs
 
 
-def report(runs: list[Run], rss: dict[str, int], bare: tuple[float, float], out: Path) -> str:
+def report(runs: list[Run], rss: dict[str, int], bare: tuple[float, float], bare_runs: list[tuple[float, float]],
+           out: Path) -> str:
     by = {(r.server, r.concurrency): r for r in runs}
     naive32, serve32 = by[("naive", 32)], by[("sporeprint", 32)]
     serve1 = by[("sporeprint", 1)]
@@ -244,7 +260,9 @@ def report(runs: list[Run], rss: dict[str, int], bare: tuple[float, float], out:
     lines += [
         "",
         f"Bare in-process `tf.function` call on the same image: p50 **{bare[0]:.1f} ms** (model only), "
-        f"{bare[1]:.1f} ms (JPEG decode + resize + model).",
+        f"{bare[1]:.1f} ms (JPEG decode + resize + model); the mean of two measurements taken just before and "
+        f"just after sporeprint's concurrency-1 run ({', '.join(f'{b[0]:.1f}' for b in bare_runs)} ms), "
+        "with the server idle, so that both see the same machine load.",
         "",
         "| peak RSS | MiB |",
         "|---|---:|",
@@ -286,8 +304,7 @@ def main() -> None:
         work = Path(tmp)
         model_path = build_model(work / "model.keras")
         jpeg = sample_jpeg()
-        bare = bare_call_ms(model_path, jpeg)
-        print(f"bare tf.function p50 {bare[0]:.1f} ms, with decode {bare[1]:.1f} ms")
+        measure_bare = bare_call(model_path, jpeg)
 
         stack = LocalStack(work / "stack")
         state = stack.up()
@@ -312,12 +329,12 @@ def main() -> None:
             registry.promote("bench-mnv3", by="bench")
 
             runs, rss = [], {}
-            serve_runs, rss["sporeprint"] = run_server(
+            serve_runs, rss["sporeprint"], bare_runs = run_server(
                 "bench-sporeprint", "sporeprint", "services.inference.main:app", env, work / "logs", jpeg,
-                serve_requests, ready_path="/ready",
+                serve_requests, ready_path="/ready", bare=measure_bare,
             )
             runs += serve_runs
-            naive_runs, rss["naive"] = run_server("bench-naive", "naive", "bench.serve:naive_app",
+            naive_runs, rss["naive"], _ = run_server("bench-naive", "naive", "bench.serve:naive_app",
                                                   {MODEL_ENV: str(model_path)}, work / "logs", jpeg, naive_requests)
             runs += naive_runs
             for run in runs:
@@ -325,7 +342,8 @@ def main() -> None:
                       f"p50 {run.percentile(50):7.1f} ms  p99 {run.percentile(99):7.1f} ms  errors {run.errors}")
         finally:
             stack.down(clean=True)
-    print(report(runs, rss, bare, args.out))
+    bare = (statistics.mean(b[0] for b in bare_runs), statistics.mean(b[1] for b in bare_runs))
+    print(report(runs, rss, bare, bare_runs, args.out))
 
 
 if __name__ == "__main__":

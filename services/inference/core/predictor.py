@@ -60,7 +60,7 @@ class Predictor:
             logger.exception("irrelevant_score failed; answering from the OOD score alone")
             return None
 
-    async def predict_bytes(self, data: bytes, explain: bool = False) -> Prediction:
+    async def predict_bytes(self, data: bytes, explain: bool = False, top_k: int | None = None) -> Prediction:
         started = time.perf_counter()
         image_size = self.model().image_size
         self.batcher.arriving += 1
@@ -73,7 +73,7 @@ class Predictor:
         scored = await self.batcher.score(image)
         model = scored.model
         answer = build_answer(
-            scored.probabilities, model.card.classes, model.model_id, self.settings.top_k,
+            scored.probabilities, model.card.classes, model.model_id, top_k or self.settings.top_k,
             self.settings.uncertain_below, self.settings.ood_above, irrelevant, self.settings.irrelevant_above,
         )
         if explain and answer.verdict is not Verdict.not_a_mushroom:
@@ -95,11 +95,11 @@ class Predictor:
             return None
         return overlay_png(fitted, cam)
 
-    async def predict_url(self, url: str, explain: bool = False) -> Prediction:
+    async def predict_url(self, url: str, explain: bool = False, top_k: int | None = None) -> Prediction:
         self.model()  # 503 before any network traffic
         started = time.perf_counter()
         data = await fetch_photo(self.session, url, self.settings.max_upload_bytes, self.settings.url_max_redirects,
                                  self.settings.allow_loopback_urls)
-        answer = await self.predict_bytes(data, explain)
+        answer = await self.predict_bytes(data, explain, top_k)
         answer.elapsed_ms = round((time.perf_counter() - started) * 1000, 3)
         return answer

@@ -91,6 +91,10 @@ def test_formats_and_raw_bodies(served: Served, reference: Reference) -> None:
         assert response.status_code == 200, (name, response.text)
     raw = httpx.post(f"{served.url}/predict", content=png, headers={"Content-Type": "image/png"}, timeout=30)
     assert raw.status_code == 200
+    if raw.json()["predictions"]:
+        top2 = post_photo(served, png, "p.png", "image/png", params={"top_k": "2"}).json()
+        assert len(top2["predictions"]) == 2
+    assert post_photo(served, png, "p.png", "image/png", params={"top_k": "0"}).status_code == 422
     assert raw.json()["ood_score"] == pytest.approx(reference.ood(png), abs=1e-4)
 
 

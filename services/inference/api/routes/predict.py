@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import ValidationError
 
 from services.inference.api.body import MULTIPART_OVERHEAD, read_body, uploaded_files
@@ -24,6 +24,8 @@ NO_FILE = "no file in the upload: send the photo as the multipart field 'file'"
 NO_FILES = "no files in the upload: send photos as multipart fields 'files'"
 TOO_MANY_FILES = "too many files in one batch"
 BAD_JSON = "the JSON body must be {\"url\": \"http(s)://...\"}"
+
+TopK = Annotated[int | None, Query(ge=1, le=100, description="how many classes to list (default: the setting)")]
 
 _IMAGE_SCHEMA = {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}, "required": ["file"]}
 _PREDICT_BODY: dict[str, Any] = {
@@ -65,13 +67,14 @@ def _require_model(predictor: Predictor) -> None:
         raise HTTPException(503, str(exc)) from None
 
 
-async def _answer(predictor: Predictor, data: bytes | None, url: str | None, explain: bool) -> Prediction:
+async def _answer(predictor: Predictor, data: bytes | None, url: str | None, explain: bool,
+                  top_k: int | None) -> Prediction:
     """Run one prediction, mapping every refusal to its 4xx (or 503 without a model)."""
     try:
         if url is not None:
-            return await predictor.predict_url(url, explain)
+            return await predictor.predict_url(url, explain, top_k)
         assert data is not None
-        return await predictor.predict_bytes(data, explain)
+        return await predictor.predict_bytes(data, explain, top_k)
     except ModelUnavailable as exc:
         raise HTTPException(503, str(exc)) from None
     except ImageRejected as exc:
@@ -83,7 +86,8 @@ async def _answer(predictor: Predictor, data: bytes | None, url: str | None, exp
 
 
 @router.post("", response_model=Prediction, openapi_extra=_PREDICT_BODY)
-async def predict(request: Request, predictor: PredictorDep, explain: bool = False) -> Prediction:
+async def predict(request: Request, predictor: PredictorDep, explain: bool = False, top_k: TopK = None
+                  ) -> Prediction:
     """Identify the mushroom in one photo: a multipart upload, a raw image body, or JSON ``{"url": ...}``."""
     _require_model(predictor)
     media = _media_type(request)
@@ -94,20 +98,21 @@ async def predict(request: Request, predictor: PredictorDep, explain: bool = Fal
             url = PredictUrl.model_validate(json.loads(body)).url
         except (ValueError, ValidationError):
             raise HTTPException(422, BAD_JSON) from None
-        return await _answer(predictor, None, url, explain)
+        return await _answer(predictor, None, url, explain, top_k)
     if media == "multipart/form-data":
         body = await read_body(request, limit + MULTIPART_OVERHEAD)
         files = await uploaded_files(request, body, max_files=1)
         if not files:
             raise HTTPException(400, NO_FILE)
-        return await _answer(predictor, files[0][1], None, explain)
+        return await _answer(predictor, files[0][1], None, explain, top_k)
     if media.startswith("image/"):
-        return await _answer(predictor, await read_body(request, limit), None, explain)
+        return await _answer(predictor, await read_body(request, limit), None, explain, top_k)
     raise HTTPException(415, UNSUPPORTED_MEDIA)
 
 
 @router.post("/batch", response_model=BatchPrediction, openapi_extra=_BATCH_BODY)
-async def predict_batch(request: Request, predictor: PredictorDep, explain: bool = False) -> BatchPrediction:
+async def predict_batch(request: Request, predictor: PredictorDep, explain: bool = False, top_k: TopK = None
+                        ) -> BatchPrediction:
     """Identify several photos in one call; a bad photo fails only its own item."""
     started = time.perf_counter()
     if _media_type(request) != "multipart/form-data":
@@ -123,7 +128,7 @@ async def predict_batch(request: Request, predictor: PredictorDep, explain: bool
 
     async def one(index: int, filename: str | None, data: bytes) -> BatchItem:
         try:
-            prediction = await _answer(predictor, data, None, explain)
+            prediction = await _answer(predictor, data, None, explain, top_k)
         except HTTPException as exc:
             return BatchItem(index=index, filename=filename, status_code=exc.status_code, error=str(exc.detail))
         return BatchItem(index=index, filename=filename, prediction=prediction)
