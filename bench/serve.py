@@ -40,7 +40,7 @@ N_CLASSES = 20
 MODEL_ENV = "SPOREPRINT_BENCH_MODEL"
 CONCURRENCY = (1, 8, 32)
 # Requests per concurrency level: the naive server manages only a few requests a second.
-NAIVE_REQUESTS = {1: 20, 8: 40, 32: 96}
+NAIVE_REQUESTS = {1: 16, 8: 32, 32: 64}
 SERVE_REQUESTS = {1: 200, 8: 400, 32: 800}
 
 

@@ -133,6 +133,11 @@ def load_served_model(registry: ModelRegistry, model_id: str, promoted_at: datet
             model = keras.models.load_model(path, compile=False)
         except Exception as exc:  # noqa: BLE001 - a corrupt or missing file refuses the model
             raise ModelRefused(f"model {model_id!r} does not load: {exc}") from exc
+    expected = (card.image_size, card.image_size, 3)
+    inputs = getattr(model, "inputs", None)
+    declared = tuple(inputs[0].shape[1:]) if inputs else expected
+    if len(declared) != 3 or any(d is not None and d != e for d, e in zip(declared, expected, strict=True)):
+        raise ModelRefused(f"model {model_id!r} takes input shape {declared}; its card says {expected}")
     predict_fn = compile_predict(model, card.image_size)
     served = ServedModel(card=card, keras_model=model, predict_fn=predict_fn, promoted_at=promoted_at)
     smoke_test(served)
