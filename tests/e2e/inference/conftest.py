@@ -131,7 +131,10 @@ def fixture_model(request: pytest.FixtureRequest) -> FixtureModel:
 
     source = inspect.getsource(build_fixture_model) + inspect.getsource(_as_input) + tf.__version__
     key = hashlib.sha256(f"{source}{TRAIN_SEEDS}{OUTLIER_SEEDS}{IMAGE_SIZE}".encode()).hexdigest()[:16]
-    path = request.config.cache.mkdir("inference-fixture-model") / f"{key}.keras"
+    cache = getattr(request.config, "cache", None)  # absent under -p no:cacheprovider
+    directory = cache.mkdir("inference-fixture-model") if cache else request.getfixturevalue(
+        "tmp_path_factory").mktemp("inference-fixture-model")
+    path = directory / f"{key}.keras"
     if not path.exists():
         partial = path.with_suffix(".partial.keras")
         build_fixture_model(partial)

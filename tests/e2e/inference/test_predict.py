@@ -59,8 +59,8 @@ def test_species_photos_get_the_models_answer_with_taxa(served: Served, referenc
         assert answer["model_id"] == "fixture-a"
         assert answer["safety_notice"] == SAFETY_NOTICE
         assert answer["elapsed_ms"] > 0
-        if answer["verdict"] == "not_a_mushroom":
-            assert reference.ood(data) > 0.85
+        if answer["verdict"] == "not_a_mushroom":  # the OOD score or the curator's filter said so
+            assert reference.ood(data) > 0.85 or answer["irrelevant_score"] > 0.5
             continue
         assert len(answer["predictions"]) == 5  # default top-k
         top = answer["predictions"][0]
@@ -123,10 +123,10 @@ def test_not_a_mushroom_photo_is_not_guessed(served: Served, reference: Referenc
             refused += 1
             assert answer["predictions"] == []
             assert answer["message"] == NOT_A_MUSHROOM
-        else:  # the OOD score let it through: then the model's own entropy must have been low
+        else:  # let through: then both the curator's filter and the model's own entropy must have been low
             assert answer["irrelevant_score"] is None or answer["irrelevant_score"] <= 0.5
             assert reference.ood(data) <= 0.85
-    assert refused >= 5
+    assert refused >= 6
 
 
 def _bomb_png() -> bytes:

@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 import ipaddress
+import socket
 
 import pytest
 
-from services.inference.core.fetch import (
-    GuardedResolver,
-    UrlRefused,
-    address_allowed,
-    check_literal_host,
-    check_url,
-)
+from services.inference.core.fetch import UrlRefused, address_allowed, check_url, fetch_photo, make_session
 
 pytestmark = pytest.mark.unit
 
@@ -46,24 +41,22 @@ def test_bad_urls_are_refused(url: str) -> None:
         check_url(url)
 
 
-def test_literal_hosts_are_checked() -> None:
-    for host in ("10.0.0.1", "[fe80::1]", "169.254.169.254", "localhost"):
+def test_literal_hosts_are_checked_before_any_request() -> None:
+    for url in ("http://10.0.0.1/x", "http://[fe80::1]/x", "http://169.254.169.254/", "http://localhost:80/",
+                "http://127.0.0.1:8080/x"):
         with pytest.raises(UrlRefused):
-            check_literal_host(host, allow_loopback=False)
-    check_literal_host("127.0.0.1", allow_loopback=True)
-    check_literal_host("example.org", allow_loopback=False)  # names are checked by the resolver
+            check_url(url, allow_loopback=False)
+    assert check_url("http://127.0.0.1:8080/x", allow_loopback=True) == "127.0.0.1"
+    assert check_url("https://Example.org/x.jpg") == "example.org"  # names are checked by the resolver
 
 
-async def test_resolver_refuses_names_that_resolve_to_loopback() -> None:
-    resolver = GuardedResolver(allow_loopback=False)
+async def test_names_resolving_to_loopback_are_refused_at_connect_time() -> None:
+    hostname = socket.gethostname()
+    if not ipaddress.ip_address(socket.gethostbyname(hostname)).is_loopback:
+        pytest.skip(f"{hostname} does not resolve to loopback on this machine")
+    session = make_session(allow_loopback=False, timeout_s=5)
     try:
-        with pytest.raises(UrlRefused):
-            await resolver.resolve("localhost", 80)
+        with pytest.raises(UrlRefused, match="resolves to a private or reserved address"):
+            await fetch_photo(session, f"http://{hostname}:9/x.jpg", 1000, 0, allow_loopback=False)
     finally:
-        await resolver.close()
-    allowing = GuardedResolver(allow_loopback=True)
-    try:
-        answers = await allowing.resolve("localhost", 80)
-        assert answers and all(ipaddress.ip_address(a["host"]).is_loopback for a in answers)
-    finally:
-        await allowing.close()
+        await session.close()
