@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
+from services.curator.columnar import string_keys
 from services.curator.filter.learned import N_FEATURES, learned_features
 from services.curator.filter.stats import score_features, thumbnail, thumbnail_features
 from shared.manifests import validate_dataset
@@ -29,6 +30,7 @@ logger = logging.getLogger(__name__)
 Image.MAX_IMAGE_PIXELS = 64_000_000  # decompression bombs raise instead of eating the worker's memory
 
 CACHE_SCHEMA = pa.schema([
+    ("id_key", pa.uint64()),  # columnar.string_keys(image_id); the file is sorted by it for fast joins
     ("image_id", pa.string()),
     ("sha256", pa.string()),
     ("broken", pa.bool_()),
@@ -83,8 +85,10 @@ def analyze_stored(store: ObjectStore, image_id: str, sha256: str | None, storag
 
 def analyses_to_table(analyses: list[ImageAnalysis]) -> pa.Table:
     zeros = np.zeros(N_FEATURES, dtype=np.float32)
+    ids = pa.array([a.image_id for a in analyses], pa.string())
     return pa.table({
-        "image_id": [a.image_id for a in analyses],
+        "id_key": pa.array(string_keys(ids)[0], pa.uint64()),
+        "image_id": ids,
         "sha256": [a.sha256 for a in analyses],
         "broken": [a.broken for a in analyses],
         "error": [a.error for a in analyses],
@@ -117,6 +121,7 @@ def write_cache(store: ObjectStore, dataset: str, old: pa.Table, new: pa.Table) 
         merged = pa.concat_tables([old.filter(keep), new])
     else:
         merged = new
+    merged = merged.sort_by("id_key")
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "scores.parquet"
         pq.write_table(merged, path, compression="zstd")

@@ -9,15 +9,19 @@ last 16 bytes (right for digests and the project's ids, not for arbitrary text s
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+T = TypeVar("T")
 BATCH_ROWS = 256_000
+SMALL_INDEX = 1 << 16
 _MIX = np.uint64(0x9E3779B97F4A7C15)
 _SPREAD = np.arange(16, dtype=np.int64)
 
@@ -101,14 +105,19 @@ class KeyIndex:
     def __init__(self, keys: np.ndarray, valid: np.ndarray | None = None) -> None:
         positions = np.arange(len(keys)) if valid is None else np.flatnonzero(valid)
         chosen = keys[positions]
-        order = np.argsort(chosen, kind="stable")
-        self.keys = chosen[order]
-        self.positions = positions[order]
+        if len(chosen) > 1 and not bool(np.all(chosen[1:] >= chosen[:-1])):  # files are stored sorted already
+            order = np.argsort(chosen, kind="stable")
+            chosen, positions = chosen[order], positions[order]
+        self.keys = chosen
+        self.positions = positions
 
     def find(self, keys: np.ndarray, valid: np.ndarray) -> np.ndarray:
         """Row position in the lookup table for each key, -1 where absent (or not valid)."""
         if len(self.keys) == 0:
             return np.full(len(keys), -1, dtype=np.int64)
+        if len(self.keys) < SMALL_INDEX:  # fits in cache: random binary searches are cheap
+            at = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
+            return np.where(valid & (self.keys[at] == keys), self.positions[at], -1)
         # Sorting the probes first makes the binary searches walk memory in order (several times faster).
         order = np.argsort(keys)
         probes = keys[order]
@@ -140,3 +149,20 @@ def batches(source: pa.Table | Path, columns: list[str]) -> Iterator[pa.RecordBa
         return
     parquet = pq.ParquetFile(source)
     yield from parquet.iter_batches(batch_size=BATCH_ROWS, columns=columns, use_threads=True)
+
+
+def map_row_groups(source: pa.Table | Path, columns: list[str], function: Callable[[pa.RecordBatch], T],
+                   workers: int = 2) -> list[T]:
+    """``function`` over the row groups of a Parquet file (decoding and numpy work overlap in threads)
+    or over the batches of an in-memory table; results in order."""
+    if isinstance(source, pa.Table):
+        return [function(batch) for batch in batches(source, columns)]
+    groups = pq.ParquetFile(source).num_row_groups
+
+    def one(group: int) -> T:
+        table = pq.ParquetFile(source).read_row_group(group, columns=columns, use_threads=False)
+        return function(table.combine_chunks().to_batches()[0] if table.num_rows else
+                        pa.RecordBatch.from_pylist([], schema=table.schema))
+
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(one, range(groups)))

@@ -71,6 +71,9 @@ class CurationReport(BaseModel):
     excluded: dict[str, int] = Field(description="rows per exclusion reason")
     by_domain: dict[str, dict[str, int]] = Field(description="per domain: rows, included, and rows per reason")
     cross_observation_duplicates: int = Field(description="duplicates whose original is in another observation")
+    cross_observation_examples: list[tuple[str, str]] = Field(
+        default_factory=list, description="up to 100 (duplicate image_id, original image_id) pairs across "
+        "observations: they would leak between train and validation splits")
     analysed: int = Field(description="images fetched and analysed in this run")
     reused: int = Field(description="images whose analysis came from the cache")
     filter: str
@@ -163,6 +166,7 @@ def curate_table(table: pa.Table, analyses: pa.Table, scores: np.ndarray, blackl
 
     duplicate_of = np.full(n, None, dtype=object)
     cross_observation = 0
+    examples: list[tuple[str, str]] = []
     if rules.exclude_duplicates:
         candidates = np.flatnonzero((reasons == None) & harvested & ~broken)  # noqa: E711
         if len(candidates):
@@ -175,7 +179,10 @@ def curate_table(table: pa.Table, analyses: pa.Table, scores: np.ndarray, blackl
             rows, originals = candidates[dup], candidates[first[dup]]
             duplicate_of[rows] = ids[originals]
             reasons[rows] = ExclusionReason.duplicate.value
-            cross_observation = int((observations[rows] != observations[originals]).sum())
+            across = observations[rows] != observations[originals]
+            cross_observation = int(across.sum())
+            examples = [(str(a), str(b)) for a, b in zip(ids[rows[across]][:100], ids[originals[across]][:100],
+                                                         strict=True)]
 
     score_column = pa.array(scores.astype(np.float32), pa.float32(), mask=np.isnan(scores))
     out = table.set_column(table.schema.get_field_index("excluded_reason"), "excluded_reason",
@@ -201,6 +208,7 @@ def curate_table(table: pa.Table, analyses: pa.Table, scores: np.ndarray, blackl
     by_domain = dict(sorted(by_domain.items()))
     stats = {"rows": n, "included": int((reasons == None).sum()), "excluded": excluded,  # noqa: E711
              "by_domain": by_domain, "cross_observation_duplicates": cross_observation,
+             "cross_observation_examples": examples,
              "labels_used": int(labelled.sum())}
     return out, stats
 

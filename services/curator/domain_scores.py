@@ -14,11 +14,12 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.curator.analysis import cache_key
 from services.curator.blacklist import BlacklistStore
-from services.curator.columnar import KeyIndex, batches, first_occurrence_duplicates, string_keys
+from services.curator.columnar import KeyIndex, first_occurrence_duplicates, map_row_groups, string_keys
 from services.curator.labels import LabelStore
 from shared.curation import Blacklist
 from shared.manifests import ManifestStore
@@ -93,37 +94,41 @@ def _bool(array: pa.ChunkedArray | pa.Array) -> np.ndarray:
 def compact_manifest(source: pa.Table | Path) -> pa.Table:
     """The few columns domain scores need, with ids and digests as 64-bit keys; streamed batch by batch
     so that the long id and digest strings of a multi-million-row manifest are never all in memory."""
-    parts = []
-    for batch in batches(source, SCORE_COLUMNS):
+    def compact(batch: pa.RecordBatch) -> pa.RecordBatch:
         status = batch.column("status")
         id_key, _ = string_keys(batch.column("image_id"))
         sha_key, sha_valid = string_keys(batch.column("sha256"))
-        parts.append(pa.record_batch({
+        return pa.record_batch({
             "domain": batch.column("domain").cast(pa.string()),
             "harvested": pc.fill_null(pc.equal(status, HarvestStatus.ok.value), False),
             "failed": pc.fill_null(pc.equal(status, HarvestStatus.failed.value), False),
             "id_key": pa.array(id_key), "sha_key": pa.array(sha_key), "sha_valid": pa.array(sha_valid),
             "score": batch.column("irrelevant_score").cast(pa.float32()),
             "has_duplicate_of": pc.is_valid(batch.column("duplicate_of")),
-        }))
+        })
+
+    parts = [part for part in map_row_groups(source, SCORE_COLUMNS, compact) if part.num_rows]
     if not parts:
         return pa.table({"domain": pa.array([], pa.string())})
     return pa.Table.from_batches(parts)
 
 
 def keyed_values(source: pa.Table | Path, value_column: str) -> tuple[KeyIndex, np.ndarray]:
-    """A lookup from image_id (as keys) to ``value_column`` (float64, NaN for nulls)."""
-    keys, values = [], []
-    for batch in batches(source, ["image_id", value_column]):
-        key, _ = string_keys(batch.column("image_id"))
-        keys.append(key)
-        column = batch.column(value_column)
-        if pa.types.is_boolean(column.type):
-            column = column.cast(pa.float64())
-        values.append(np.asarray(column.cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64))
-    if not keys:
+    """A lookup from image_id (as keys) to ``value_column`` (float64, NaN for nulls). Uses a stored ``id_key``
+    column when the source has one (the analysis cache), else hashes ``image_id``."""
+    names = source.column_names if isinstance(source, pa.Table) else pq.read_schema(source).names
+    stored = "id_key" in names
+
+    def one(batch: pa.RecordBatch) -> tuple[np.ndarray, np.ndarray]:
+        key = batch.column("id_key").to_numpy(zero_copy_only=False) if stored else \
+            string_keys(batch.column("image_id"))[0]
+        values = batch.column(value_column).cast(pa.float64()).to_numpy(zero_copy_only=False)
+        return np.asarray(key, dtype=np.uint64), np.asarray(values, dtype=np.float64)
+
+    parts = map_row_groups(source, ["id_key" if stored else "image_id", value_column], one)
+    if not parts:
         return KeyIndex(np.zeros(0, np.uint64)), np.zeros(0)
-    return KeyIndex(np.concatenate(keys)), np.concatenate(values)
+    return KeyIndex(np.concatenate([p[0] for p in parts])), np.concatenate([p[1] for p in parts])
 
 
 def domain_scores(table: pa.Table | Path, labels: pa.Table, blacklist: Blacklist, rules: DomainRules,

@@ -32,6 +32,7 @@ def test_twenty_domains_flag_exactly_the_herbarium_ones(curator, harvest_builder
         assert rows[copy]["excluded_reason"] == "duplicate", rows[copy]
         assert rows[copy]["duplicate_of"] == original
     assert report["cross_observation_duplicates"] == len(harvest.duplicates)
+    assert sorted(map(tuple, report["cross_observation_examples"])) == sorted(harvest.duplicates.items())
 
     domains = curator.get("/domains", params={"dataset": "fungi", "version": done["output_version"]})
     assert domains.status_code == 200, domains.text
