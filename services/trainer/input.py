@@ -1,10 +1,12 @@
 """The tf.data input pipeline: cached files -> decode -> resize -> batch -> augment -> prefetch.
 
-Augmentation runs on whole batches: rotation (any angle), zoom and flips are folded into one projective
-transform per image and applied to the batch by a single ``ImageProjectiveTransformV3`` op, so rotating by up
-to 180 degrees costs about as much as not rotating (ImageDataGenerator rotated image by image in Python,
-which is what doubled the old epoch time). Output images are float32 RGB in [0, 255], the model's input
-contract (shared/registry.py); normalisation lives inside the model.
+Augmentation runs on whole batches of uint8 images: rotation (any angle), zoom and flips are folded into one
+affine map per image, and the batch is resampled by a single batched ``tf.gather`` (nearest neighbour, edge
+pixels extended like ImageDataGenerator's default ``fill_mode="nearest"``). On a CPU that is about four times
+faster than ``ImageProjectiveTransformV3`` (Keras' RandomRotation), so rotating by up to 180 degrees costs
+little over plain decoding (ImageDataGenerator rotated image by image in Python, which is what doubled the
+old epoch time). Output images are float32 RGB in [0, 255], the model's input contract (shared/registry.py);
+normalisation lives inside the model.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import tensorflow as tf
 
 from shared.training import AugmentationConfig
@@ -20,38 +23,47 @@ AUTOTUNE = tf.data.AUTOTUNE
 
 
 def decode_resize(path: tf.Tensor, image_size: int) -> tf.Tensor:
+    """One file -> uint8 RGB of image_size (uint8 until augmentation: a quarter of the bytes to move)."""
     data = tf.io.read_file(path)
     image = tf.io.decode_image(data, channels=3, expand_animations=False)
     image = tf.image.resize(image, (image_size, image_size), method="bilinear")
+    image = tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
     image.set_shape((image_size, image_size, 3))
     return image
 
 
+def _centred_grid(height: int, width: int) -> tuple[tf.Tensor, tf.Tensor]:
+    ys, xs = np.meshgrid(np.arange(height, dtype="float32") - (height - 1) / 2,
+                         np.arange(width, dtype="float32") - (width - 1) / 2, indexing="ij")
+    return tf.constant(xs.reshape(1, -1)), tf.constant(ys.reshape(1, -1))
+
+
+def geometric_augment(images: tf.Tensor, config: AugmentationConfig) -> tf.Tensor:
+    """Random rotation, zoom and flips of a batch (B, H, W, C) with static H and W, any dtype."""
+    height, width = int(images.shape[1]), int(images.shape[2])
+    batch = tf.shape(images)[0]
+    grid_x, grid_y = _centred_grid(height, width)
+    angle = tf.random.uniform([batch, 1], -1.0, 1.0) * (config.rotation * math.pi / 180.0)
+    scale = 1.0 + tf.random.uniform([batch, 1], -config.zoom, config.zoom) if config.zoom else tf.ones([batch, 1])
+    flip_x = _random_sign(batch) if config.flip_horizontal else tf.ones([batch, 1])
+    flip_y = _random_sign(batch) if config.flip_vertical else tf.ones([batch, 1])
+    cos, sin = tf.cos(angle) / scale, tf.sin(angle) / scale
+    # Output pixel p samples input pixel c + M (p - c), with M = R(angle) F / scale and c the centre.
+    source_x = cos * flip_x * grid_x - sin * flip_y * grid_y + (width - 1) / 2 + 0.5
+    source_y = sin * flip_x * grid_x + cos * flip_y * grid_y + (height - 1) / 2 + 0.5
+    source_x = tf.clip_by_value(source_x, 0.0, width - 0.5)  # outside the image: the nearest edge pixel
+    source_y = tf.clip_by_value(source_y, 0.0, height - 0.5)
+    index = tf.cast(source_y, tf.int32) * width + tf.cast(source_x, tf.int32)
+    flat = tf.reshape(images, [batch, height * width, -1])
+    return tf.reshape(tf.gather(flat, index, batch_dims=1), tf.shape(images))
+
+
 def augment_batch(images: tf.Tensor, config: AugmentationConfig) -> tf.Tensor:
-    """Random rotation/zoom/flip (one projective transform per image) and brightness/contrast, batched."""
-    shape = tf.shape(images)
-    batch = shape[0]
-    height = tf.cast(shape[1], tf.float32)
-    width = tf.cast(shape[2], tf.float32)
+    """Geometric augmentation, then brightness/contrast; returns float32 in [0, 255]."""
     if config.rotation or config.zoom or config.flip_horizontal or config.flip_vertical:
-        angle = tf.random.uniform([batch], -1.0, 1.0) * (config.rotation * math.pi / 180.0)
-        scale = 1.0 + tf.random.uniform([batch], -config.zoom, config.zoom) if config.zoom else tf.ones([batch])
-        flip_x = _random_sign(batch) if config.flip_horizontal else tf.ones([batch])
-        flip_y = _random_sign(batch) if config.flip_vertical else tf.ones([batch])
-        cos, sin = tf.cos(angle) / scale, tf.sin(angle) / scale
-        # The transform maps output pixel (x, y) to the input pixel it samples: c + M (p - c),
-        # with M = R(angle) F / scale and c the image centre.
-        a0, a1 = cos * flip_x, -sin * flip_y
-        b0, b1 = sin * flip_x, cos * flip_y
-        cx, cy = (width - 1) / 2, (height - 1) / 2
-        a2 = cx - a0 * cx - a1 * cy
-        b2 = cy - b0 * cx - b1 * cy
-        zeros = tf.zeros([batch])
-        transforms = tf.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
-        images = tf.raw_ops.ImageProjectiveTransformV3(
-            images=images, transforms=transforms, output_shape=shape[1:3], fill_value=0.0,
-            interpolation="BILINEAR", fill_mode="REFLECT",
-        )
+        images = geometric_augment(images, config)
+    images = tf.cast(images, tf.float32)
+    batch = tf.shape(images)[0]
     if config.brightness:
         images = images + tf.random.uniform([batch, 1, 1, 1], -config.brightness, config.brightness) * 255.0
     if config.contrast:
@@ -64,7 +76,7 @@ def augment_batch(images: tf.Tensor, config: AugmentationConfig) -> tf.Tensor:
 
 
 def _random_sign(batch: tf.Tensor) -> tf.Tensor:
-    return tf.where(tf.random.uniform([batch]) < 0.5, -1.0, 1.0)
+    return tf.where(tf.random.uniform([batch, 1]) < 0.5, -1.0, 1.0)
 
 
 def build_dataset(
@@ -84,6 +96,10 @@ def build_dataset(
                           num_parallel_calls=AUTOTUNE, deterministic=not shuffle)
     dataset = dataset.batch(batch_size, num_parallel_calls=AUTOTUNE)
     if augmentation is not None and augmentation.enabled:
-        dataset = dataset.map(lambda images, label: (augment_batch(images, augmentation), label),
+        # XLA fuses the coordinate arithmetic of the whole batch into a few loops: ~4x faster on a CPU.
+        augment = tf.function(lambda images: augment_batch(images, augmentation), jit_compile=True)
+        dataset = dataset.map(lambda images, label: (augment(images), label), num_parallel_calls=AUTOTUNE)
+    else:
+        dataset = dataset.map(lambda images, label: (tf.cast(images, tf.float32), label),
                               num_parallel_calls=AUTOTUNE)
     return dataset.prefetch(AUTOTUNE)
