@@ -47,9 +47,8 @@ class Predictor:
             raise ModelUnavailable(NO_MODEL)
         return model
 
-    def _decode(self, data: bytes, image_size: int) -> tuple[np.ndarray, float | None]:
-        image, photo = decode_for_model(data, image_size, self.settings.max_pixels, self.settings.max_upload_bytes)
-        return image, self._irrelevance(photo)
+    def _decode(self, data: bytes, image_size: int) -> tuple[np.ndarray, Image.Image]:
+        return decode_for_model(data, image_size, self.settings.max_pixels, self.settings.max_upload_bytes)
 
     def _irrelevance(self, photo: Image.Image) -> float | None:
         if self.irrelevant_score is None:
@@ -63,14 +62,18 @@ class Predictor:
     async def predict_bytes(self, data: bytes, explain: bool = False, top_k: int | None = None) -> Prediction:
         started = time.perf_counter()
         image_size = self.model().image_size
+        loop = asyncio.get_running_loop()
         self.batcher.arriving += 1
         try:
-            image, irrelevant = await asyncio.get_running_loop().run_in_executor(
-                None, self._decode, data, image_size
-            )
+            image, photo = await loop.run_in_executor(None, self._decode, data, image_size)
         finally:
             self.batcher.arriving -= 1
-        scored = await self.batcher.score(image)
+        # The curator's filter runs on another core while the model scores the image.
+        irrelevance = loop.run_in_executor(None, self._irrelevance, photo)
+        try:
+            scored = await self.batcher.score(image)
+        finally:
+            irrelevant = await irrelevance
         model = scored.model
         answer = build_answer(
             scored.probabilities, model.card.classes, model.model_id, top_k or self.settings.top_k,
@@ -78,9 +81,7 @@ class Predictor:
         )
         if explain and answer.verdict is not Verdict.not_a_mushroom:
             top = int(np.argmax(scored.probabilities))
-            answer.heatmap_png = await asyncio.get_running_loop().run_in_executor(
-                None, self._explain, model, image, top
-            )
+            answer.heatmap_png = await loop.run_in_executor(None, self._explain, model, image, top)
         answer.elapsed_ms = round((time.perf_counter() - started) * 1000, 3)
         self.metrics.predictions.labels(answer.verdict.value).inc()
         return answer
