@@ -75,21 +75,35 @@ def client(trainer_api: ManagedProcess) -> Iterator[httpx.Client]:
         yield http
 
 
+def start_train_worker(settings: Settings, name: str, log_dir: Path) -> ManagedProcess:
+    """The trainer's worker entry point: shared.worker with TensorFlow preloaded before RQ forks."""
+    env = env_of(settings)
+    proc, log = _spawn(name, [sys.executable, "-m", "services.trainer.worker", "train"], env, log_dir)
+    return ManagedProcess(name, proc, log, None, env)
+
+
 @pytest.fixture
 def train_worker(trainer_settings: Settings, tmp_path: Path) -> Iterator[Callable[[], ManagedProcess]]:
     """Start RQ workers on the `train` queue (as many as the test asks for); all stopped at teardown."""
     started: list[ManagedProcess] = []
 
     def start() -> ManagedProcess:
-        # The trainer's worker entry point: shared.worker with TensorFlow preloaded before RQ forks.
-        name, env = f"train-worker-{len(started)}", env_of(trainer_settings)
-        proc, log = _spawn(name, [sys.executable, "-m", "services.trainer.worker", "train"], env, tmp_path / "logs")
-        worker = ManagedProcess(name, proc, log, None, env)
+        worker = start_train_worker(trainer_settings, f"train-worker-{len(started)}", tmp_path / "logs")
         started.append(worker)
         return worker
 
     yield start
     for worker in reversed(started):
+        worker.stop()
+
+
+@pytest.fixture(scope="module")
+def shared_worker(trainer_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ManagedProcess]:
+    """One worker for the tests of a module that do not kill theirs (TensorFlow starts once)."""
+    worker = start_train_worker(trainer_settings, "train-worker-shared", tmp_path_factory.mktemp("worker-logs"))
+    try:
+        yield worker
+    finally:
         worker.stop()
 
 

@@ -9,10 +9,12 @@ from typing import Any
 import pyarrow as pa
 import pytest
 from fastapi.testclient import TestClient
+from redis import Redis
 
 from services.trainer.main import create_app
 from services.trainer.promotion import maybe_auto_promote
 from shared.manifests import RECORD_SCHEMA, ManifestStore
+from shared.queue import QueueName, get_queue
 from shared.registry import ClassLabel, ModelCard, ModelRegistry, ModelStatus
 from shared.schemas import Operation
 from shared.settings import Settings
@@ -43,6 +45,9 @@ def api(settings: Settings, store: ObjectStore, override_settings: Callable[[obj
     override_settings(app, settings)
     with TestClient(app, headers={"Authorization": f"Bearer {settings.api_token}"}) as client:
         yield client
+    # No worker runs here: drop what these tests queued, so that no later worker trains it.
+    with Redis.from_url(settings.redis_url) as connection:
+        get_queue(QueueName.train, connection).empty()
 
 
 @pytest.fixture

@@ -52,10 +52,11 @@ def test_a_job_whose_worker_is_killed_resumes_from_its_last_checkpointed_epoch(
 
 
 def test_cancel_a_queued_and_a_running_job(
-    client: httpx.Client, train_worker: Callable[[], ManagedProcess], spec_for: Callable[..., dict[str, Any]],
+    client: httpx.Client, shared_worker: ManagedProcess, spec_for: Callable[..., dict[str, Any]],
     wait_job: Callable[..., dict[str, Any]],
 ) -> None:
-    worker = train_worker()
+    # Runs after the crash test (file order): the shared worker must not be there to take the orphaned job.
+    worker = shared_worker
     running = client.post("/jobs", json=spec_for(name="long", epochs=500)).json()["job_id"]
     queued = client.post("/jobs", json=spec_for(name="behind")).json()["job_id"]  # one worker: it waits
     wait_job(running, lambda body: body["state"] == "running" and body["epoch"] >= 1, worker=worker)
@@ -81,10 +82,10 @@ def test_cancel_a_queued_and_a_running_job(
 
 
 def test_a_job_that_fails_in_the_worker_is_marked_failed_with_its_error(
-    client: httpx.Client, train_worker: Callable[[], ManagedProcess], spec_for: Callable[..., dict[str, Any]],
+    client: httpx.Client, shared_worker: ManagedProcess, spec_for: Callable[..., dict[str, Any]],
     wait_job: Callable[..., dict[str, Any]],
 ) -> None:
-    worker = train_worker()
+    worker = shared_worker  # the same worker as the cancel test: stopping a job left it serving
     spec = spec_for(name="no weights", backbone={"name": "resnet50", "weights": "/nonexistent/resnet50.h5"})
     job_id = client.post("/jobs", json=spec).json()["job_id"]
     body = wait_job(job_id, worker=worker)

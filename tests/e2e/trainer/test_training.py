@@ -17,10 +17,10 @@ pytestmark = [pytest.mark.e2e, pytest.mark.ml]
 
 
 def test_a_submitted_job_trains_well_above_chance_and_lands_in_the_registry(
-    client: httpx.Client, train_worker: Callable[[], ManagedProcess], spec_for: Callable[..., dict[str, Any]],
+    client: httpx.Client, shared_worker: ManagedProcess, spec_for: Callable[..., dict[str, Any]],
     wait_job: Callable[..., dict[str, Any]], trainer_store: ObjectStore,
 ) -> None:
-    worker = train_worker()
+    worker = shared_worker
     spec = spec_for(name="quality", epochs=14, export={"saved_model": True, "tflite_float16": True},
                     callbacks={"early_stopping": {"patience": 6}})
     accepted = client.post("/jobs", json=spec)
@@ -70,10 +70,10 @@ def test_a_submitted_job_trains_well_above_chance_and_lands_in_the_registry(
 
 
 def test_a_sweep_of_two_specs_produces_a_comparison_table_and_plot(
-    client: httpx.Client, train_worker: Callable[[], ManagedProcess], spec_for: Callable[..., dict[str, Any]],
+    client: httpx.Client, shared_worker: ManagedProcess, spec_for: Callable[..., dict[str, Any]],
     wait_job: Callable[..., dict[str, Any]],
 ) -> None:
-    worker = train_worker()
+    worker = shared_worker
     sweep = {"name": "lr", "base": spec_for(epochs=3), "grid": {"optimizer.learning_rate": [3e-3, 1e-4]}}
     accepted = client.post("/sweeps", json=sweep)
     assert accepted.status_code == 202, accepted.text
