@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
+from services.curator.api.deps import ERROR_RESPONSES
 from services.curator.api.routes import blacklist, curations, domains, filter, health, labels
 from shared.logs import configure_logging
 from shared.settings import get_settings
@@ -33,8 +34,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 def create_app() -> FastAPI:
     app = FastAPI(title="sporeprint curator", lifespan=lifespan, generate_unique_id_function=_operation_id)
-    for module in (health, blacklist, domains, labels, curations, filter):
-        app.include_router(module.router)
+    app.include_router(health.router)
+    for module in (blacklist, domains, labels, curations, filter):
+        app.include_router(module.router, responses=ERROR_RESPONSES)
     return app
 
 

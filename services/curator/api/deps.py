@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, status
+from pydantic import BaseModel
 from redis import Redis
 
 from services.curator.core.config import CuratorSettings, get_curator_settings
@@ -16,6 +17,17 @@ from shared.storage import ObjectStore
 DATASET_NOT_FOUND = "dataset not found"
 VERSION_NOT_FOUND = "manifest version not found"
 INVALID_DATASET = "invalid dataset name: use 1-64 of a-z 0-9 . _ - starting with a letter or digit"
+
+
+
+class ErrorMessage(BaseModel):
+    detail: str
+
+
+# Refusals carry one fixed message; 422 stays FastAPI's own (a list of field errors).
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorMessage} for code in (400, 401, 403, 404, 409)
+}
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 CuratorSettingsDep = Annotated[CuratorSettings, Depends(get_curator_settings)]
@@ -55,7 +67,7 @@ def resolve_version(manifests: ManifestStore, dataset: str, version: int | None)
     try:
         validate_dataset(dataset)
     except ManifestError:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, INVALID_DATASET) from None
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, INVALID_DATASET) from None
     try:
         latest = manifests.latest_version(dataset)
     except ManifestNotFound:

@@ -108,7 +108,8 @@ def test_bad_input(curator, harvest_builder, small_web) -> None:
     cases = [
         (curator.post("/curations", json={"dataset": "nope"}), 404, "dataset not found"),
         (curator.post("/curations", json={"dataset": "fungi", "version": 99}), 404, "manifest version not found"),
-        (curator.post("/curations", json={"dataset": "../etc"}), 422, "invalid dataset name"),
+        (curator.post("/curations", json={"dataset": "../etc"}), 400, "invalid dataset name"),
+        (curator.get("/domains", params={"dataset": "UPPER"}), 400, "invalid dataset name"),
         (curator.get("/domains", params={"dataset": "nope"}), 404, "dataset not found"),
         (curator.get("/domains", params={"dataset": "fungi", "version": 42}), 404, "manifest version not found"),
         (curator.get("/domains/nowhere.test/sample", params={"dataset": "fungi"}), 404,

@@ -39,7 +39,7 @@ def put_entry(entry: str, body: BlacklistPut, store: StoreDep, _: TokenDep, resp
     try:
         item, created = BlacklistStore(store).put(entry, body.reason, body.actor)
     except InvalidEntry:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, INVALID_ENTRY) from None
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, INVALID_ENTRY) from None
     except TooMuchContention:
         raise HTTPException(status.HTTP_409_CONFLICT, CONTENTION) from None
     response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
@@ -52,7 +52,7 @@ def delete_entry(entry: str, store: StoreDep, _: TokenDep, actor: str = "api",
     try:
         return BlacklistStore(store).delete(entry, reason, actor)
     except InvalidEntry:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, INVALID_ENTRY) from None
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, INVALID_ENTRY) from None
     except EntryNotFound:
         raise HTTPException(status.HTTP_404_NOT_FOUND, ENTRY_NOT_FOUND) from None
     except TooMuchContention:
