@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from fixtureweb.web import FixtureWebInfo
 from services.inference.schemas import SAFETY_NOTICE
 from tests.e2e.inference.conftest import CATALOG, Served, encode, irrelevant_photo, species_photo
 
@@ -32,7 +33,7 @@ def ensure_chromium() -> str:
     return CHROMIUM
 
 
-def test_upload_a_photo_and_see_the_answer(served: Served, tmp_path: Path) -> None:
+def test_upload_a_photo_and_see_the_answer(served: Served, fixture_web: FixtureWebInfo, tmp_path: Path) -> None:
     executable = ensure_chromium()
     from playwright.sync_api import expect, sync_playwright
 
@@ -66,5 +67,13 @@ def test_upload_a_photo_and_see_the_answer(served: Served, tmp_path: Path) -> No
             page.set_input_files("#photo", str(notes))
             page.click("#submit")
             expect(result.locator(".error")).to_contain_text("415: the upload is not an image", timeout=30_000)
+
+            # A photo by URL (no file chosen): the fixture web's herbarium sheet is not guessed at.
+            page.set_input_files("#photo", [])
+            page.uncheck("#explain")
+            page.fill("#url", fixture_web.url(fixture_web.domains[0], "/irrelevant/herbarium_sheet/2.jpg", "path"))
+            page.click("#submit")
+            expect(result.locator(".verdict")).to_contain_text("not a mushroom", timeout=30_000)
+            expect(page.locator("#predictions")).to_have_count(0)
         finally:
             browser.close()
