@@ -6,6 +6,8 @@ once); workers are started per test, because some tests kill them.
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 import time
 import uuid
@@ -17,7 +19,7 @@ import httpx
 import pytest
 
 from services.trainer.synthetic import write_synthetic_manifest
-from shared.processes import ManagedProcess, _spawn, start_service
+from shared.processes import ManagedProcess, start_service
 from shared.settings import Environment, Settings
 from shared.stack import StackState
 from shared.storage import ObjectStore
@@ -78,8 +80,13 @@ def client(trainer_api: ManagedProcess) -> Iterator[httpx.Client]:
 def start_train_worker(settings: Settings, name: str, log_dir: Path) -> ManagedProcess:
     """The trainer's worker entry point: shared.worker with TensorFlow preloaded before RQ forks."""
     env = env_of(settings)
-    proc, log = _spawn(name, [sys.executable, "-m", "services.trainer.worker", "train"], env, log_dir)
-    return ManagedProcess(name, proc, log, None, env)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"{name}.log"
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "services.trainer.worker", "train"], stdout=log,
+                                stderr=subprocess.STDOUT, env={**os.environ, **env, "PYTHONUNBUFFERED": "1"},
+                                start_new_session=True)
+    return ManagedProcess(name, proc, log_path, None, env)
 
 
 @pytest.fixture

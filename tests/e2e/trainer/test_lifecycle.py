@@ -59,7 +59,8 @@ def test_cancel_a_queued_and_a_running_job(
     worker = shared_worker
     running = client.post("/jobs", json=spec_for(name="long", epochs=500)).json()["job_id"]
     queued = client.post("/jobs", json=spec_for(name="behind")).json()["job_id"]  # one worker: it waits
-    wait_job(running, lambda body: body["state"] == "running" and body["epoch"] >= 1, worker=worker)
+    progress = wait_job(running, lambda body: body["state"] == "running" and body["epoch"] >= 1, worker=worker)
+    assert progress["eta_seconds"] > 0 and progress["epochs"] == 500 and progress["history"]
 
     assert client.get(f"/jobs/{queued}").json()["state"] == "queued"
     assert client.delete(f"/jobs/{queued}").json()["state"] == "canceled"

@@ -112,3 +112,14 @@ def test_a_saved_model_with_caffe_preprocessing_loads_with_plain_keras(tmp_path:
     loaded = keras.models.load_model(tmp_path / "model.keras")
     np.testing.assert_allclose(loaded.predict(batch, verbose=0), model.predict(batch, verbose=0), rtol=1e-4,
                                atol=1e-6)
+
+
+def test_mixed_precision_keeps_float32_probabilities() -> None:
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = build_model(spec("tiny_cnn"), 3)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert model.get_layer("probabilities").dtype_policy.compute_dtype == "float32"
+    assert model.get_layer(BACKBONE_LAYER).layers[2].dtype_policy.compute_dtype == "float16"
+    assert model.predict(np.zeros((1, 32, 32, 3), "float32"), verbose=0).dtype == np.float32
