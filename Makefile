@@ -45,14 +45,12 @@ typecheck: $(STAMP) ## mypy
 schema: $(STAMP) ## regenerate shared/jsonschema from the pydantic contract
 	$(BIN)/sporeprint schema export
 
-demo: $(STAMP) ## the main job: start the local stack and run the pipeline on the GBIF sample
-	$(BIN)/sporeprint stack up
-	$(BIN)/sporeprint import $(GBIF_SAMPLE) --dataset psilocybe-semilanceata \
-		--species "Psilocybe semilanceata" --family Hymenogastraceae
-	@echo "stop everything with: make down"
+demo: $(STAMP) ## the main job: stack, fixture web, services; import, harvest, curate, train, promote, predict
+	$(BIN)/sporeprint down
+	$(BIN)/sporeprint demo --gbif-sample $(GBIF_SAMPLE)
 
-down: ## stop what `make demo` started
-	@if [ -x $(BIN)/sporeprint ]; then $(BIN)/sporeprint stack down; fi
+down: ## stop everything `make demo` started (by PID)
+	@if [ -x $(BIN)/sporeprint ]; then $(BIN)/sporeprint down; fi
 
 bench: bench-import bench-harvest bench-curate bench-input bench-serve ## run every benchmark; writes BENCHMARKS.md
 	$(BIN)/python bench/report.py

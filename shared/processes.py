@@ -65,7 +65,7 @@ class ManagedProcess:
             self.proc.wait(5)
 
 
-def _spawn(name: str, args: list[str], env: dict[str, str], log_dir: Path) -> tuple[subprocess.Popen[bytes], Path]:
+def spawn(name: str, args: list[str], env: dict[str, str], log_dir: Path) -> tuple[subprocess.Popen[bytes], Path]:
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{name}.log"
     log = open(log_path, "ab")  # noqa: SIM115 - handed to the child process
@@ -82,7 +82,7 @@ def start_service(
     port = port or free_port()
     args = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
             "--log-level", "warning", "--no-access-log"]
-    proc, log_path = _spawn(name, args, env, log_dir)
+    proc, log_path = spawn(name, args, env, log_dir)
     service = ManagedProcess(name, proc, log_path, port, env)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -101,5 +101,5 @@ def start_service(
 def start_worker(name: str, queues: list[str], env: dict[str, str], log_dir: Path) -> ManagedProcess:
     """An RQ worker process listening on ``queues`` (Redis URL from SPOREPRINT_REDIS_URL)."""
     args = [sys.executable, "-m", "shared.worker", *queues]
-    proc, log_path = _spawn(name, args, env, log_dir)
+    proc, log_path = spawn(name, args, env, log_dir)
     return ManagedProcess(name, proc, log_path, None, env)

