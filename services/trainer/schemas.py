@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
+from fastapi import Path
 from pydantic import BaseModel, Field
 
 from services.trainer.jobs import JobState
-from shared.registry import ModelCard
+from shared.registry import MODEL_ID, ModelCard
+
+# Job, model and sweep ids share the registry's model id format (a job's id is its model's id).
+IdPath = Annotated[str, Path(pattern=MODEL_ID.pattern, description="a job, model or sweep id")]
 
 
 class JobAccepted(BaseModel):
@@ -109,3 +113,18 @@ class SweepOut(BaseModel):
 class PresetOut(BaseModel):
     name: str
     description: str
+
+
+class ErrorOut(BaseModel):
+    """An error: a fixed message (prefix) as a string, or FastAPI's list of field errors for a malformed body."""
+
+    detail: str | list[dict[str, Any]]
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorOut, "description": description}
+    for code, description in (
+        (401, "missing API token"), (403, "invalid API token"), (404, "not found"),
+        (409, "the job or model cannot do that now"), (422, "invalid spec, or a manifest that cannot satisfy it"),
+    )
+}

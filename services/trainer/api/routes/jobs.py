@@ -10,13 +10,13 @@ from redis import Redis
 from services.trainer import jobs
 from services.trainer.api.deps import ManifestsDep, RedisDep, RegistryDep, TrainerSettingsDep
 from services.trainer.jobs import JobState
-from services.trainer.schemas import JobAccepted, JobOut, JobSummary
+from services.trainer.schemas import ERROR_RESPONSES, IdPath, JobAccepted, JobOut, JobSummary
 from services.trainer.submission import pin_and_plan
 from shared.auth import TokenDep
 from shared.registry import ModelNotFound, ModelRegistry, ModelStatus
 from shared.training import TrainingJobSpec
 
-router = APIRouter(prefix="/jobs", tags=["jobs"])
+router = APIRouter(prefix="/jobs", tags=["jobs"], responses=ERROR_RESPONSES)
 
 JOB_NOT_FOUND = "job not found"
 JOB_CONFLICT = "job cannot do that now"
@@ -79,12 +79,12 @@ def list_jobs(connection: RedisDep) -> list[JobSummary]:
 
 
 @router.get("/{job_id}", response_model=JobOut)
-def get_job(job_id: str, connection: RedisDep, registry: RegistryDep, trainer: TrainerSettingsDep) -> JobOut:
+def get_job(job_id: IdPath, connection: RedisDep, registry: RegistryDep, trainer: TrainerSettingsDep) -> JobOut:
     return job_view(connection, registry, job_id, trainer.log_tail_lines)
 
 
 @router.delete("/{job_id}", response_model=JobOut)
-def cancel_job(job_id: str, _: TokenDep, connection: RedisDep, registry: RegistryDep,
+def cancel_job(job_id: IdPath, _: TokenDep, connection: RedisDep, registry: RegistryDep,
                trainer: TrainerSettingsDep) -> JobOut:
     try:
         jobs.cancel(connection, job_id)
@@ -103,7 +103,7 @@ def cancel_job(job_id: str, _: TokenDep, connection: RedisDep, registry: Registr
 
 @router.post("/{job_id}/requeue", response_model=JobOut, status_code=status.HTTP_202_ACCEPTED)
 def requeue_job(
-    job_id: str, _: TokenDep, connection: RedisDep, registry: RegistryDep, trainer: TrainerSettingsDep,
+    job_id: IdPath, _: TokenDep, connection: RedisDep, registry: RegistryDep, trainer: TrainerSettingsDep,
     force: bool = Query(default=False, description="also requeue a job still marked running (its worker died)"),
 ) -> JobOut:
     """Run a failed (or orphaned) job again: it resumes after its last checkpointed epoch."""

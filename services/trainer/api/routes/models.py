@@ -8,12 +8,12 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Response, status
 
 from services.trainer.api.deps import RegistryDep, StoreDep
-from services.trainer.schemas import ModelDetail, ModelSummary
+from services.trainer.schemas import ERROR_RESPONSES, IdPath, ModelDetail, ModelSummary
 from shared.auth import TokenDep
 from shared.registry import ModelNotFound, PromotedPointer, PromotionRefused, model_key
 from shared.storage import InvalidKey, ObjectNotFound
 
-router = APIRouter(prefix="/models", tags=["models"])
+router = APIRouter(prefix="/models", tags=["models"], responses=ERROR_RESPONSES)
 
 MODEL_NOT_FOUND = "model not found"
 ARTIFACT_NOT_FOUND = "artifact not found"
@@ -45,7 +45,7 @@ def promoted(registry: RegistryDep) -> PromotedPointer:
 
 
 @router.get("/{model_id}", response_model=ModelDetail)
-def get_model(model_id: str, registry: RegistryDep, store: StoreDep) -> ModelDetail:
+def get_model(model_id: IdPath, registry: RegistryDep, store: StoreDep) -> ModelDetail:
     try:
         card = registry.card(model_id)
     except ModelNotFound:
@@ -69,7 +69,7 @@ def get_model(model_id: str, registry: RegistryDep, store: StoreDep) -> ModelDet
 
 @router.get("/{model_id}/artifacts/{name:path}", response_class=Response,
             responses={200: {"content": {"application/octet-stream": {}, "image/png": {}}}})
-def get_artifact(model_id: str, name: str, registry: RegistryDep, store: StoreDep) -> Response:
+def get_artifact(model_id: IdPath, name: str, registry: RegistryDep, store: StoreDep) -> Response:
     try:
         card = registry.card(model_id)
     except ModelNotFound:
@@ -85,7 +85,7 @@ def get_artifact(model_id: str, name: str, registry: RegistryDep, store: StoreDe
 
 
 @router.post("/{model_id}/promote", response_model=PromotedPointer)
-def promote(model_id: str, _: TokenDep, registry: RegistryDep) -> PromotedPointer:
+def promote(model_id: IdPath, _: TokenDep, registry: RegistryDep) -> PromotedPointer:
     """Atomically point inference at this model (compare-and-set); only a complete model qualifies."""
     try:
         return registry.promote(model_id, by="api")

@@ -5,10 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException, Query, status
 
 from services.trainer.presets import PRESETS
-from services.trainer.schemas import PresetOut
+from services.trainer.schemas import ERROR_RESPONSES, PresetOut
 from shared.training import TrainingJobSpec
 
-router = APIRouter(prefix="/presets", tags=["presets"])
+router = APIRouter(prefix="/presets", tags=["presets"], responses=ERROR_RESPONSES)
 
 PRESET_NOT_FOUND = "preset not found"
 

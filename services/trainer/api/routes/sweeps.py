@@ -11,12 +11,12 @@ from services.trainer import evaluation, jobs
 from services.trainer.api.deps import ManifestsDep, RedisDep, RegistryDep, TrainerSettingsDep
 from services.trainer.api.routes.jobs import job_view
 from services.trainer.jobs import JobState
-from services.trainer.schemas import SweepAccepted, SweepJob, SweepOut, SweepRow
+from services.trainer.schemas import ERROR_RESPONSES, IdPath, SweepAccepted, SweepJob, SweepOut, SweepRow
 from services.trainer.submission import pin_and_plan
 from shared.auth import TokenDep
 from shared.training import SweepSpec
 
-router = APIRouter(prefix="/sweeps", tags=["sweeps"])
+router = APIRouter(prefix="/sweeps", tags=["sweeps"], responses=ERROR_RESPONSES)
 
 SWEEP_NOT_FOUND = "sweep not found"
 
@@ -68,12 +68,12 @@ def _sweep(connection: Any, registry: Any, sweep_id: str) -> SweepOut:
 
 
 @router.get("/{sweep_id}", response_model=SweepOut)
-def get_sweep(sweep_id: str, connection: RedisDep, registry: RegistryDep) -> SweepOut:
+def get_sweep(sweep_id: IdPath, connection: RedisDep, registry: RegistryDep) -> SweepOut:
     return _sweep(connection, registry, sweep_id)
 
 
 @router.get("/{sweep_id}/plot.png", response_class=Response, responses={200: {"content": {"image/png": {}}}})
-def sweep_plot(sweep_id: str, connection: RedisDep, registry: RegistryDep) -> Response:
+def sweep_plot(sweep_id: IdPath, connection: RedisDep, registry: RegistryDep) -> Response:
     sweep = _sweep(connection, registry, sweep_id)
     png = evaluation.comparison_png([row.model_dump() for row in sweep.rows])
     return Response(content=png, media_type="image/png")
