@@ -154,6 +154,9 @@ def test_unknown_ids_answer_404(api: TestClient) -> None:
     assert api.get("/models/promoted").json() == {"detail": "no model is promoted"}
     assert api.post("/models/m-nope/promote").status_code == 404
     assert api.get("/presets/nope", params={"dataset": "fungi"}).status_code == 404
+    # ids that cannot be job, model or sweep ids are refused before any lookup (fuzzing once found a 500 here)
+    for path in ("/jobs/X%F0%BE%A0%90", "/models/..", "/sweeps/UPPER", "/models/a/artifacts/model.keras"):
+        assert api.get(path).status_code in (404, 422), path
 
 
 def test_presets_are_valid_specs(api: TestClient) -> None:
