@@ -30,6 +30,13 @@ def test_stage1_precision_and_recall_on_held_out_seeds(held_out: tuple[list[Imag
     assert recall >= 0.90
 
 
+def test_stage1_on_species_it_never_saw() -> None:
+    """A 20-species catalog (calibration saw the 10-species one) on held-out seeds."""
+    images, labels = synthetic_set(range(8_000_000, 8_000_060), n_classes=20)
+    precision, recall = precision_recall(np.array([irrelevant_score(image) for image in images]), labels, 0.5)
+    assert precision >= 0.95 and recall >= 0.90
+
+
 @pytest.mark.parametrize("image", [
     Image.new("RGB", (1, 1), (255, 255, 255)),
     Image.new("L", (300, 20), 128),
