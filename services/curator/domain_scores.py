@@ -59,6 +59,8 @@ class DomainScore(BaseModel):
     filter_scored: int = Field(description="harvested images the automatic filter scored")
     filter_irrelevant: int = Field(description="of those, scored above the threshold (the filter alone)")
     filter_irrelevant_share: float | None
+    filter_wilson_low: float | None = Field(description="Wilson interval of the filter's share alone")
+    filter_wilson_high: float | None
     scored: int = Field(description="images with a filter score or a human label")
     irrelevant: int = Field(description="of those, irrelevant (a human label overrides the filter)")
     irrelevant_share: float | None
@@ -175,6 +177,7 @@ def domain_scores(table: pa.Table | Path, labels: pa.Table, blacklist: Blacklist
     g = {name: grouped.column(f"{name}_sum").to_numpy() for name in columns}
     images = grouped.column("domain_count").to_numpy()
     low, high = wilson_interval(g["irrelevant"], g["scored"], rules.wilson_z)
+    filter_low, filter_high = wilson_interval(g["filter_irrelevant"], g["filter_scored"], rules.wilson_z)
     with np.errstate(divide="ignore", invalid="ignore"):
         share_irrelevant = g["irrelevant"] / g["scored"]
         share_filter = g["filter_irrelevant"] / g["filter_scored"]
@@ -192,6 +195,7 @@ def domain_scores(table: pa.Table | Path, labels: pa.Table, blacklist: Blacklist
             failure_rate=_finite(failure_rate[i]),
             filter_scored=int(g["filter_scored"][i]), filter_irrelevant=int(g["filter_irrelevant"][i]),
             filter_irrelevant_share=_finite(share_filter[i]),
+            filter_wilson_low=_finite(filter_low[i]), filter_wilson_high=_finite(filter_high[i]),
             human_relevant=int(g["human_relevant"][i]), human_irrelevant=int(g["human_irrelevant"][i]),
             scored=scored, irrelevant=int(g["irrelevant"][i]), irrelevant_share=_finite(share_irrelevant[i]),
             wilson_low=_finite(low[i]), wilson_high=_finite(high[i]), duplicates=int(g["duplicates"][i]),

@@ -65,6 +65,8 @@ def test_recommendations_failure_rates_and_label_override() -> None:
     assert relabelled["sheets.test"].recommendation is Recommendation.keep
     assert (relabelled["sheets.test"].human_relevant, relabelled["sheets.test"].irrelevant) == (25, 0)
     assert (relabelled["sheets.test"].filter_irrelevant, relabelled["sheets.test"].filter_irrelevant_share) == (25, 1.0)
+    assert relabelled["sheets.test"].filter_wilson_low == pytest.approx(0.8668, abs=1e-3)
+    assert relabelled["sheets.test"].wilson_high == pytest.approx(0.1332, abs=1e-3)
 
 
 def test_cached_scores_fill_a_harvest_version_and_rules_are_configurable() -> None:
