@@ -290,6 +290,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "serve.md")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply request counts (0.2 for a smoke run)")
+    parser.add_argument("--sporeprint-only", action="store_true", help="skip the naive server (no report file)")
     args = parser.parse_args()
     os.chdir(ROOT)
 
@@ -334,6 +335,11 @@ def main() -> None:
                 serve_requests, ready_path="/ready", bare=measure_bare,
             )
             runs += serve_runs
+            if args.sporeprint_only:
+                for run in runs:
+                    print(f"{run.server:>10} c={run.concurrency:<3} {run.throughput:7.1f} req/s  "
+                          f"p50 {run.percentile(50):7.1f} ms  p99 {run.percentile(99):7.1f} ms  bare {bare_runs}")
+                return
             naive_runs, rss["naive"], _ = run_server("bench-naive", "naive", "bench.serve:naive_app",
                                                   {MODEL_ENV: str(model_path)}, work / "logs", jpeg, naive_requests)
             runs += naive_runs

@@ -79,7 +79,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     batcher = DynamicBatcher(lambda: watcher.current, inference.max_batch_size, inference.max_wait_ms,
                              on_batch=metrics.batch_size.observe)
     session = make_session(inference.allow_loopback_urls, inference.url_timeout_s)
-    app.state.predictor = Predictor(inference, watcher, batcher, session, load_irrelevant_score(), metrics)
+    irrelevant_score = load_irrelevant_score() if inference.curator_filter else None
+    app.state.predictor = Predictor(inference, watcher, batcher, session, irrelevant_score, metrics)
     batcher.start()
     watcher.start()  # its first check loads the promoted model; /ready turns true when it is in
     try:

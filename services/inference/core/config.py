@@ -19,6 +19,7 @@ class InferenceSettings(BaseSettings):
     ood_above: float = Field(
         default=0.85, ge=0, le=1, description="normalised softmax entropy over which the photo is out of distribution"
     )
+    curator_filter: bool = Field(default=True, description="use the curator's irrelevant_score when installed")
     irrelevant_above: float = Field(
         default=0.5, ge=0, le=1, description="curator irrelevant_score over which the photo is not a field photo"
     )
