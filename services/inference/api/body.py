@@ -12,6 +12,7 @@ from services.inference.core.images import EMPTY_UPLOAD, UPLOAD_TOO_LARGE
 
 MULTIPART_OVERHEAD = 64 * 1024
 BAD_MULTIPART = "malformed multipart body"
+TOO_MANY_FILES = "too many files in one request"
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -40,6 +41,8 @@ async def uploaded_files(request: Request, body: bytes, max_files: int) -> list[
     try:
         form = await parser.parse()
     except MultiPartException as exc:
+        if exc.message.startswith("Too many files"):
+            raise HTTPException(413, f"{TOO_MANY_FILES} (at most {max_files})") from None
         raise HTTPException(400, f"{BAD_MULTIPART}: {exc.message}") from None
     files = []
     try:

@@ -12,8 +12,8 @@ from PIL import Image
 
 from fixtureweb.irrelevant import IrrelevantKind
 from fixtureweb.web import FixtureWebInfo
-from services.inference.api.body import BAD_MULTIPART
-from services.inference.api.routes.predict import BAD_JSON, NO_FILE, NO_FILES, TOO_MANY_FILES, UNSUPPORTED_MEDIA
+from services.inference.api.body import BAD_MULTIPART, TOO_MANY_FILES
+from services.inference.api.routes.predict import BAD_JSON, NO_FILE, NO_FILES, UNSUPPORTED_MEDIA
 from services.inference.core.answers import NOT_A_MUSHROOM
 from services.inference.core.fetch import URL_FETCH_FAILED, URL_REFUSED
 from services.inference.core.images import (
@@ -260,7 +260,10 @@ def test_bad_batches(served: Served) -> None:
     url = f"{served.url}/predict/batch"
     too_many = [("files", (f"{i}.jpg", b"x", "image/jpeg")) for i in range(9)]
     response = httpx.post(url, files=too_many)
-    assert response.status_code == 413 and response.json()["detail"].startswith(TOO_MANY_FILES)
+    assert response.status_code == 413 and response.json()["detail"] == f"{TOO_MANY_FILES} (at most 8)"
+    two = [("file", (f"{i}.jpg", b"x", "image/jpeg")) for i in range(2)]
+    response = httpx.post(f"{served.url}/predict", files=two)
+    assert response.status_code == 413 and response.json()["detail"] == f"{TOO_MANY_FILES} (at most 1)"
     response = httpx.post(url, files={"notes": (None, b"no files")})
     assert response.status_code == 400 and response.json()["detail"] == NO_FILES
     response = httpx.post(url, json={"url": "http://example.org/x.jpg"})

@@ -22,7 +22,6 @@ router = APIRouter(prefix="/predict", tags=["predict"])
 UNSUPPORTED_MEDIA = "send a photo as multipart/form-data (field 'file'), a raw image body, or JSON {\"url\": ...}"
 NO_FILE = "no file in the upload: send the photo as the multipart field 'file'"
 NO_FILES = "no files in the upload: send photos as multipart fields 'files'"
-TOO_MANY_FILES = "too many files in one batch"
 BAD_JSON = "the JSON body must be {\"url\": \"http(s)://...\"}"
 
 TopK = Annotated[int | None, Query(ge=1, le=100, description="how many classes to list (default: the setting)")]
@@ -119,11 +118,9 @@ async def predict_batch(request: Request, predictor: PredictorDep, explain: bool
         raise HTTPException(415, UNSUPPORTED_MEDIA)
     settings = predictor.settings
     body = await read_body(request, settings.max_batch_files * settings.max_upload_bytes + MULTIPART_OVERHEAD)
-    files = await uploaded_files(request, body, max_files=settings.max_batch_files + 1)
+    files = await uploaded_files(request, body, max_files=settings.max_batch_files)
     if not files:
         raise HTTPException(400, NO_FILES)
-    if len(files) > settings.max_batch_files:
-        raise HTTPException(413, f"{TOO_MANY_FILES} (at most {settings.max_batch_files})")
     _require_model(predictor)
 
     async def one(index: int, filename: str | None, data: bytes) -> BatchItem:
