@@ -51,14 +51,15 @@ def duplicate_groups(sha256: list[str | None], phash: np.ndarray, distance: int)
         keys = (hashes >> shift) & mask
         order = np.argsort(keys, kind="stable")
         sorted_keys = keys[order]
-        boundaries = np.flatnonzero(np.diff(sorted_keys)) + 1
-        for group in np.split(order, boundaries):
-            if len(group) < 2:
-                continue
-            group_hashes = hashes[group]
-            for j in range(1, len(group)):
-                near = np.bitwise_count(group_hashes[:j] ^ group_hashes[j]) <= distance
-                for k in np.flatnonzero(near):
-                    uf.union(int(group[k]), int(group[j]))
+        starts = np.concatenate([[0], np.flatnonzero(np.diff(sorted_keys)) + 1])
+        ends = np.concatenate([starts[1:], [len(order)]])
+        for start, end in zip(starts[ends - starts > 1], ends[ends - starts > 1], strict=True):  # shared bands only
+            group = order[start:end]
+            for chunk in range(0, len(group), 1024):  # all pairs of a band group at once, in bounded blocks
+                rows = group[chunk:chunk + 1024]
+                near = np.bitwise_count(hashes[rows][:, None] ^ hashes[group][None, :]) <= distance
+                near &= np.arange(chunk, chunk + len(rows))[:, None] < np.arange(len(group))[None, :]  # each pair once
+                for a, b in zip(*np.nonzero(near), strict=True):
+                    uf.union(int(rows[a]), int(group[b]))
     roots = np.array([uf.find(i) for i in range(n)], dtype=np.int64)
     return np.where(roots == np.arange(n), -1, roots)

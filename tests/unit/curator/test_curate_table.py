@@ -87,3 +87,14 @@ def test_reasons_in_order_and_labels_override() -> None:
     # Reversible: without the entry the same rows come back.
     again, _ = curate_table(table, aligned, scores, Blacklist(), labels, CurationRules())
     assert again.column("excluded_reason").to_pylist()[0] is None
+
+
+def test_near_duplicates_found_by_banding_among_many() -> None:
+    rng = np.random.default_rng(1)
+    hashes = rng.integers(-(2**63), 2**63 - 1, 5000, dtype=np.int64)
+    flips = [np.int64(sum(1 << int(bit) for bit in rng.choice(63, size=4, replace=False))) for _ in range(50)]
+    hashes[4950:] = hashes[:50] ^ np.array(flips, dtype=np.int64)  # 4 bits away from rows 0..49
+    first = duplicate_groups([None] * 5000, hashes, distance=4)
+    assert first[4950:].tolist() == list(range(50))
+    assert (first[:4950] == -1).all()
+    assert (duplicate_groups([None] * 5000, hashes, distance=3)[4950:] == -1).all()
