@@ -72,6 +72,10 @@ def contact_sheet(store: ObjectStore, sample: DomainSample, columns: int = 6) ->
     for i, (item, image) in enumerate(zip(sample.images, tiles, strict=True)):
         x, y = (i % columns) * TILE, (i // columns) * TILE
         sheet.paste(image, (x + (TILE - image.width) // 2, y))
+        flagged = item.label == "irrelevant" or (item.label is None and (item.irrelevant_score or 0) > 0.5)
+        if flagged:  # a red frame: the filter or a person says "not a mushroom photo"
+            left = x + (TILE - image.width) // 2
+            draw.rectangle((left, y, left + image.width - 1, y + image.height - 1), outline=(220, 0, 0), width=3)
         score = "-" if item.irrelevant_score is None else f"{item.irrelevant_score:.2f}"
         caption = f"{i + 1} score {score}" + (f" {item.label}" if item.label else "")
         draw.text((x + 4, y + TILE - 14), caption, fill=(0, 0, 0))
