@@ -98,3 +98,17 @@ def test_near_duplicates_found_by_banding_among_many() -> None:
     assert first[4950:].tolist() == list(range(50))
     assert (first[:4950] == -1).all()
     assert (duplicate_groups([None] * 5000, hashes, distance=3)[4950:] == -1).all()
+
+
+def test_analysis_of_what_harvests_really_contain() -> None:
+    from fixtureweb import encoding
+
+    photo = SpeciesCatalog(4, 0).render(2, 5, 200)
+    good = jpeg(photo)
+    for data in (encoding.cmyk_jpeg(photo), encoding.grayscale_jpeg(photo), encoding.exif_rotated_jpeg(photo),
+                 encoding.encode(photo, encoding.ImageFormat.PNG), encoding.encode(photo, encoding.ImageFormat.WEBP)):
+        analysis = analyze_bytes("x", None, data)
+        assert not analysis.broken and analysis.stage1 is not None and analysis.stage1 < 0.5
+    for data in (encoding.truncated(good), encoding.bomb_png(), b"<html>not an image</html>", b""):
+        analysis = analyze_bytes("x", None, data)
+        assert analysis.broken and analysis.error, data[:20]
