@@ -3,6 +3,7 @@ import, harvest, progress, cancel, the CLI's progress bar, and bad inputs."""
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from pathlib import Path
@@ -19,12 +20,13 @@ from shared.storage import ObjectStore
 from tests.conftest import TEST_TOKEN, make_settings, settings_env
 
 from .conftest import DOMAINS, downloader_env
-from .webfixture import species_rows, write_csv
+from .webfixture import SourceRow, species_rows, write_csv
 
 pytestmark = pytest.mark.e2e
 
 AUTH = {"Authorization": f"Bearer {TEST_TOKEN}"}
 APP = "services.downloader.main:app"
+CURATOR = "tests.contract.downloader.blacklist_app:app"
 
 
 @pytest.fixture(scope="module")
@@ -34,11 +36,14 @@ def api_settings(stack):
 
 @pytest.fixture(scope="module")
 def api(api_settings, tmp_path_factory):
-    """One downloader under uvicorn and one RQ worker for the whole module (starting them is slow)."""
-    env = {**settings_env(api_settings), **downloader_env(DownloaderSettings(
+    """One downloader under uvicorn, one RQ worker and a stand-in curator for the whole module."""
+    logs = tmp_path_factory.mktemp("api-logs")
+    curator = start_service("curator", CURATOR, {**settings_env(api_settings), "BLACKLIST_ENTRIES": json.dumps(
+        {f"{DOMAINS[2]}/blocked/": "test entry"})}, logs)
+    settings = api_settings.model_copy(update={"curator_url": curator.url})
+    env = {**settings_env(settings), **downloader_env(DownloaderSettings(
         allow_loopback=True, cpu_pool="thread", cpu_workers=2, checkpoint_interval_s=0.2, progress_interval_s=0.1,
         lease_ttl_s=3))}
-    logs = tmp_path_factory.mktemp("api-logs")
     service = start_service("downloader", APP, env, logs)
     worker = start_worker("harvest-worker", ["harvest"], env, logs)
     try:
@@ -47,6 +52,7 @@ def api(api_settings, tmp_path_factory):
     finally:
         worker.stop()
         service.stop()
+        curator.stop()
 
 
 @pytest.fixture
@@ -71,7 +77,8 @@ def upload(client: httpx.Client, path: Path, dataset: str, **form: str) -> httpx
 
 
 def test_import_harvest_and_summary(api, web, tmp_path, manifests) -> None:
-    source = write_csv(tmp_path / "fungi.csv", species_rows(web, 24, start=2000, domains=DOMAINS))
+    blocked = SourceRow(web.url(DOMAINS[2], "/blocked/species/1/3.jpg"), "Blocked fungus")
+    source = write_csv(tmp_path / "fungi.csv", [*species_rows(web, 24, start=2000, domains=DOMAINS), blocked])
     created = upload(api, source, "fungi")
     assert created.status_code == 201, created.text
     assert (created.json()["version"], created.json()["operation"]) == (1, "import")
@@ -84,16 +91,19 @@ def test_import_harvest_and_summary(api, web, tmp_path, manifests) -> None:
     assert view["state"] == "completed", view
     assert view["manifest_version"] == 2
     progress = view["progress"]
-    assert progress["ok"] == 20 and progress["skipped_by_reason"] == {"class-cap": 4}
+    assert progress["ok"] == 20 and progress["skipped_by_reason"] == {"class-cap": 4, "blacklisted": 1}
     assert progress["images_per_s"] > 0
+    assert progress["blacklist"] == "curator"  # fetched over HTTP from the (stand-in) curator
 
     detail = api.get("/manifests/fungi/2").json()
     assert detail["info"]["parent"] == 1 and detail["info"]["operation"] == "harvest"
-    assert detail["summary"]["status"] == {"ok": 20, "skipped": 4}
-    assert detail["summary"]["species"] == 4
+    assert detail["summary"]["status"] == {"ok": 20, "skipped": 5}
+    assert detail["summary"]["species"] == 5
     assert "fungi" in [d["dataset"] for d in api.get("/manifests").json()]
     assert [v["version"] for v in api.get("/manifests/fungi").json()] == [1, 2]
     table = manifests.read("fungi", 2)
+    row = next(r for r in table.to_pylist() if r["url"] == blocked.url)
+    assert (row["status"], row["error"]) == ("skipped", f"blacklisted: {DOMAINS[2]}/blocked/")
     assert all(key.startswith("images/") for key in table.column("storage_key").drop_null().to_pylist())
 
     assert api.delete(f"/harvests/{harvest_id}", headers=AUTH).status_code == 409

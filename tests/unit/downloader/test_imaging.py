@@ -112,3 +112,11 @@ def test_too_small_images_are_skipped() -> None:
 def test_pixel_limit_is_checked_before_decoding() -> None:
     result = normalise(encoded(picture((200, 200)), "PNG"), ImagePolicy(64, 85, 0, 0, 39_999))
     assert result.error.startswith("too-many-pixels: 200x200")
+
+
+def test_large_jpegs_are_decoded_at_a_reduced_scale_and_still_validated() -> None:
+    big = encoded(picture((2400, 1600)), "JPEG", quality=80)
+    result = normalise(big, POLICY)
+    assert (result.status, result.width, result.height) == ("ok", 64, 43)
+    broken = normalise(encoding.truncated(big, 0.3), POLICY)
+    assert broken.error.startswith("undecodable")
