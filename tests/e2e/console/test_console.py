@@ -3,7 +3,6 @@ proxy, and the page itself in headless Chromium (Debian's chromium driven by Pla
 
 from __future__ import annotations
 
-import io
 import shutil
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -72,7 +71,7 @@ def console(settings: Settings, store: ObjectStore, tmp_path: Path, gbif_sample:
 @pytest.mark.contract
 def test_console_proxy_serves_what_the_page_reads(console: str, settings: Settings) -> None:
     health = httpx.get(f"{console}/health").json()
-    assert health["services"] == {name: "ok" for name in SERVICES}
+    assert health["services"] == dict.fromkeys(SERVICES, "ok")
     datasets = httpx.get(f"{console}/api/downloader/manifests").json()
     assert any(row["dataset"] == "psilocybe" for row in datasets)
     blacklist = httpx.get(f"{console}/api/curator/blacklist").json()
