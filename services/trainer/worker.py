@@ -91,9 +91,12 @@ def run_training_job(model_id: str, spec_data: dict[str, Any]) -> dict[str, Any]
 
 def main(argv: list[str] | None = None) -> None:
     # Import only: no TensorFlow op runs (and so no thread pool starts) before RQ forks a work horse.
-    import keras  # noqa: F401
-    import tensorflow  # noqa: F401
+    import matplotlib
 
+    matplotlib.use("Agg")
+    import matplotlib.figure  # noqa: F401  - what the plots use
+
+    import services.trainer.task  # noqa: F401  - TensorFlow, Keras and the applications
     from shared.worker import main as worker_main
 
     worker_main(argv)

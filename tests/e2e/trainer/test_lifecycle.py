@@ -22,6 +22,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.ml]
 def test_a_job_whose_worker_is_killed_resumes_from_its_last_checkpointed_epoch(
     client: httpx.Client, train_worker: Callable[[], ManagedProcess], spec_for: Callable[..., dict[str, Any]],
     wait_job: Callable[..., dict[str, Any]], trainer_settings: Settings, trainer_store: ObjectStore,
+    request: pytest.FixtureRequest,
 ) -> None:
     epochs = 12
     first = train_worker()
@@ -42,7 +43,8 @@ def test_a_job_whose_worker_is_killed_resumes_from_its_last_checkpointed_epoch(
     assert refused.json()["detail"].startswith("job cannot do that now: job is running")
     assert client.post(f"/jobs/{job_id}/requeue", params={"force": True}).status_code == 202
 
-    second = train_worker()
+    # A new worker picks it up: the module's shared worker, started only now (it serves the next tests too).
+    second: ManagedProcess = request.getfixturevalue("shared_worker")
     body = wait_job(job_id, worker=second)
     assert body["state"] == "complete", (body["error"], second.log_tail())
     assert body["resumed_from_epoch"] == checkpointed

@@ -74,7 +74,7 @@ def test_a_sweep_of_two_specs_produces_a_comparison_table_and_plot(
     wait_job: Callable[..., dict[str, Any]],
 ) -> None:
     worker = shared_worker
-    sweep = {"name": "lr", "base": spec_for(epochs=3), "grid": {"optimizer.learning_rate": [3e-3, 1e-4]}}
+    sweep = {"name": "lr", "base": spec_for(epochs=2), "grid": {"optimizer.learning_rate": [3e-3, 1e-4]}}
     accepted = client.post("/sweeps", json=sweep)
     assert accepted.status_code == 202, accepted.text
     jobs = accepted.json()["jobs"]
