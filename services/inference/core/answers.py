@@ -51,12 +51,15 @@ def build_answer(probabilities: np.ndarray, classes: list[ClassLabel], model_id:
                  irrelevant_above: float) -> Prediction:
     ood = ood_score(probabilities)
     by_index = {label.index: label for label in classes}
-    if (irrelevant is not None and irrelevant > irrelevant_above) or ood > ood_above:
+    # "Not a mushroom" is the curator filter's call when it runs: a spread-out answer from a weak or
+    # few-class model means "uncertain", not "this is an envelope". Entropy decides alone only without it.
+    not_a_photo = irrelevant > irrelevant_above if irrelevant is not None else ood > ood_above
+    if not_a_photo:
         return Prediction(verdict=Verdict.not_a_mushroom, message=NOT_A_MUSHROOM, predictions=[],
                           ood_score=round(ood, 6), irrelevant_score=irrelevant, model_id=model_id, elapsed_ms=0)
     order = np.argsort(-probabilities)[:top_k]
     top = [class_prediction(by_index[int(i)], float(probabilities[i])) for i in order]
-    uncertain = float(probabilities[order[0]]) < uncertain_below
+    uncertain = float(probabilities[order[0]]) < uncertain_below or ood > ood_above
     return Prediction(
         verdict=Verdict.uncertain if uncertain else Verdict.confident,
         message=UNCERTAIN if uncertain else CONFIDENT,

@@ -54,8 +54,12 @@ def test_uncertain_answer_gives_the_genus_the_sums_support() -> None:
 
 
 def test_not_a_mushroom_by_ood_or_by_the_irrelevant_filter() -> None:
-    spread = answer([0.2, 0.2, 0.2, 0.2, 0.2])
+    spread = answer([0.2, 0.2, 0.2, 0.2, 0.2])  # no curator filter: entropy alone decides
     assert spread.verdict is Verdict.not_a_mushroom and spread.predictions == [] and spread.message == NOT_A_MUSHROOM
+    # with the filter saying "field photo", a spread-out answer is uncertain, not "not a mushroom"
+    spread_photo = answer([0.2, 0.2, 0.2, 0.2, 0.2], irrelevant=0.1)
+    assert spread_photo.verdict is Verdict.uncertain and spread_photo.genus is not None
+    assert len(spread_photo.predictions) == 3
     herbarium = answer([0.05, 0.8, 0.1, 0.03, 0.02], irrelevant=0.93)
     assert herbarium.verdict is Verdict.not_a_mushroom and herbarium.irrelevant_score == 0.93
     field_photo = answer([0.05, 0.8, 0.1, 0.03, 0.02], irrelevant=0.1)
