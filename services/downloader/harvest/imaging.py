@@ -90,7 +90,8 @@ def normalise(data: bytes, policy: ImagePolicy) -> Normalised:
         image = _to_rgb(image)
         if needs_resize:
             assert policy.max_side is not None
-            image.thumbnail((policy.max_side, policy.max_side), Image.Resampling.LANCZOS, reducing_gap=3.0)
+            # Hamming: a downscaling filter about as sharp as Lanczos at under half its cost (profiled)
+            image.thumbnail((policy.max_side, policy.max_side), Image.Resampling.HAMMING, reducing_gap=3.0)
         buffer = io.BytesIO()
         image.save(buffer, "JPEG", quality=policy.quality, optimize=False)
         out = buffer.getvalue()
