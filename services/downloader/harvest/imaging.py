@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from PIL import Image, ImageFile, ImageOps
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False
-# Our own pixel limit is checked from the header before decoding; Pillow's is a second fence.
-Image.MAX_IMAGE_PIXELS = None
+# Our own pixel limit (policy.max_pixels) is checked from the header before decoding. Pillow's global
+# limit is left alone (other code in the process relies on it): its warning is ignored here, and its
+# error (over twice Pillow's limit, ~179 M pixels) is always a bomb.
 
 _MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"\xff\xd8\xff", "jpeg"),
@@ -63,8 +64,11 @@ def normalise(data: bytes, policy: ImagePolicy) -> Normalised:
         return Normalised("failed", "not-an-image: unknown magic bytes" if data else "empty: no bytes")
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image: Image.Image = Image.open(io.BytesIO(data))
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            try:
+                image: Image.Image = Image.open(io.BytesIO(data))
+            except Image.DecompressionBombError as exc:
+                return Normalised("failed", f"too-many-pixels: {str(exc)[:120]}")
             width, height = image.size
             if width * height > policy.max_pixels:
                 return Normalised("failed", f"too-many-pixels: {width}x{height} (decompression bomb?)")
@@ -73,7 +77,7 @@ def normalise(data: bytes, policy: ImagePolicy) -> Normalised:
                 # the cost; the square request keeps enough pixels whatever the EXIF orientation
                 image.draft("RGB", (policy.max_side, policy.max_side))
             image.load()  # the full decode: truncated or corrupt data raises here
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+    except (OSError, SyntaxError, ValueError) as exc:
         return Normalised("failed", f"undecodable: {type(exc).__name__}: {str(exc)[:120]}")
     orientation = image.getexif().get(0x0112, 1)
     if orientation != 1:
