@@ -27,7 +27,7 @@ from shared.storage import ObjectNotFound, ObjectStore
 
 logger = logging.getLogger(__name__)
 
-Image.MAX_IMAGE_PIXELS = 64_000_000  # decompression bombs raise instead of eating the worker's memory
+MAX_PIXELS = 64_000_000  # larger images are decompression bombs, not photos: refused before decoding
 
 CACHE_SCHEMA = pa.schema([
     ("id_key", pa.uint64()),  # columnar.string_keys(image_id); the file is sorted by it for fast joins
@@ -62,6 +62,8 @@ def analyze_bytes(image_id: str, sha256: str | None, data: bytes) -> ImageAnalys
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             opened = Image.open(io.BytesIO(data))
             width, height = opened.size
+            if width * height > MAX_PIXELS:  # checked here, not via Pillow's process-wide limit
+                raise Image.DecompressionBombError(f"{width}x{height} pixels is over {MAX_PIXELS}")
             opened.draft("RGB", (256, 256))  # JPEG: decode at a reduced scale, much faster
             image = opened.convert("RGB")
     except Exception as exc:  # noqa: BLE001 - any decoder failure means a broken image

@@ -13,7 +13,8 @@ from services.inference.schemas import ModelInfo, RefusedModel
 router = APIRouter(prefix="/model", tags=["model"])
 
 
-@router.get("", response_model=ModelInfo)
+@router.get("", response_model=ModelInfo,
+            responses={503: {"description": "no model is promoted yet, or it is being loaded"}})
 def served_model(predictor: PredictorDep) -> ModelInfo:
     try:
         model = predictor.model()

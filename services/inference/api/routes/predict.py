@@ -8,7 +8,7 @@ import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from services.inference.api.body import MULTIPART_OVERHEAD, read_body, uploaded_files
 from services.inference.api.deps import PredictorDep
@@ -84,7 +84,20 @@ async def _answer(predictor: Predictor, data: bytes | None, url: str | None, exp
         raise HTTPException(422, str(exc)) from None
 
 
-@router.post("", response_model=Prediction, openapi_extra=_PREDICT_BODY)
+class ErrorDetail(BaseModel):
+    detail: str
+
+
+# Every answer /predict can give besides 200 and 422, documented so generated clients (and the fuzzer) know them.
+PREDICT_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorDetail, "description": "not an image, truncated, a bomb, a refused URL"},
+    413: {"model": ErrorDetail, "description": "over the upload or download size limit"},
+    415: {"model": ErrorDetail, "description": "an unsupported media type"},
+    503: {"model": ErrorDetail, "description": "no model is promoted yet, or the model is being loaded"},
+}
+
+
+@router.post("", response_model=Prediction, openapi_extra=_PREDICT_BODY, responses=PREDICT_ERRORS)
 async def predict(request: Request, predictor: PredictorDep, explain: bool = False, top_k: TopK = None
                   ) -> Prediction:
     """Identify the mushroom in one photo: a multipart upload, a raw image body, or JSON ``{"url": ...}``."""
@@ -109,7 +122,7 @@ async def predict(request: Request, predictor: PredictorDep, explain: bool = Fal
     raise HTTPException(415, UNSUPPORTED_MEDIA)
 
 
-@router.post("/batch", response_model=BatchPrediction, openapi_extra=_BATCH_BODY)
+@router.post("/batch", response_model=BatchPrediction, openapi_extra=_BATCH_BODY, responses=PREDICT_ERRORS)
 async def predict_batch(request: Request, predictor: PredictorDep, explain: bool = False, top_k: TopK = None
                         ) -> BatchPrediction:
     """Identify several photos in one call; a bad photo fails only its own item."""
