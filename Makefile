@@ -60,7 +60,7 @@ bench-import: $(STAMP) ## 2.3M-row GBIF import: rows/s and peak RSS
 
 bench-harvest: $(STAMP) ## harvest: sequential vs img2dataset vs sporeprint (images/s, RSS)
 	$(BIN)/pip install --quiet -e '.[bench]'
-	$(BIN)/python bench/harvest.py
+	NO_ALBUMENTATIONS_UPDATE=1 $(BIN)/python bench/harvest.py
 
 bench-curate: $(STAMP) ## domain scores on 2.3M rows; stage-1 filter images/s
 	$(BIN)/python bench/curate.py

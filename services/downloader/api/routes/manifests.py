@@ -6,7 +6,7 @@ import logging
 import re
 import tempfile
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import unquote, urlsplit
 
 import aiohttp
@@ -113,7 +113,10 @@ def list_datasets(manifests: ManifestsDep) -> list[DatasetSummary]:
     return out
 
 
-@router.get("/{dataset}", response_model=list[ManifestInfo])
+NOT_FOUND_RESPONSE: dict[int | str, dict[str, Any]] = {404: {"description": "no such dataset or version"}}
+
+
+@router.get("/{dataset}", response_model=list[ManifestInfo], responses=NOT_FOUND_RESPONSE)
 def list_versions(dataset: str, manifests: ManifestsDep) -> list[ManifestInfo]:
     _valid_or_404(dataset)
     versions = manifests.versions(dataset)
@@ -122,7 +125,7 @@ def list_versions(dataset: str, manifests: ManifestsDep) -> list[ManifestInfo]:
     return versions
 
 
-@router.get("/{dataset}/{version}", response_model=ManifestDetail)
+@router.get("/{dataset}/{version}", response_model=ManifestDetail, responses=NOT_FOUND_RESPONSE)
 def show(dataset: str, version: int, manifests: ManifestsDep) -> ManifestDetail:
     """A version's info and summary: rows, classes, domains, licences, statuses."""
     _valid_or_404(dataset)
