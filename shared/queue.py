@@ -25,6 +25,27 @@ class QueueName(StrEnum):
     train = "train"
 
 
+class JobState(StrEnum):
+    """The state of a long job (a harvest, a curation, a training run), one spelling for every service.
+
+    The curator's curations and the trainer's jobs go queued -> running -> completed | failed, and a training
+    job may end cancelled. The downloader's harvests use every state: ``interrupted`` (its worker died; resume
+    it) and ``cancelling`` (a cancel was asked, the harvest is checkpointing) are its intermediate states.
+    """
+
+    queued = "queued"
+    running = "running"
+    interrupted = "interrupted"
+    cancelling = "cancelling"
+    cancelled = "cancelled"
+    completed = "completed"
+    failed = "failed"
+
+
+# A job in one of these states will not change state again (a client stops polling).
+TERMINAL_STATES: frozenset[JobState] = frozenset({JobState.completed, JobState.failed, JobState.cancelled})
+
+
 def redis_connection(settings: Settings) -> Redis:
     return Redis.from_url(settings.redis_url)
 

@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 
 from shared.processes import ManagedProcess, start_service, start_worker
+from shared.queue import TERMINAL_STATES, JobState
 from shared.stack import LocalStack, StackError, free_port, terminate_pid, wait_for_port
 
 logger = logging.getLogger(__name__)
@@ -38,7 +39,6 @@ SERVICES = {
     "trainer": "services.trainer.main:app",
     "inference": "services.inference.main:app",
 }
-TERMINAL = {"completed", "complete", "finished", "failed", "cancelled", "canceled"}
 
 
 class DemoFailed(RuntimeError):
@@ -191,7 +191,7 @@ class Demo:
                            json={"dataset": DATASET, "version": version, "options": options})
         view = self._follow("harvest", lambda: api.call("GET", "downloader", f"/harvests/{created['id']}"),
                             _harvest_progress)
-        if view["state"] != "completed":
+        if view["state"] != JobState.completed:
             raise DemoFailed(f"the harvest ended {view['state']}: {view.get('error')}")
         progress = view.get("progress", {})
         counts = progress.get("counts", progress)
@@ -224,7 +224,7 @@ class Demo:
         created = api.call("POST", "curator", "/curations", json={"dataset": DATASET, "version": version})
         run_id = created.get("id") or created.get("curation_id")
         view = self._follow(label, lambda: api.call("GET", "curator", f"/curations/{run_id}"), lambda v: "")
-        if view.get("state") not in ("completed", "finished"):
+        if view.get("state") != JobState.completed:
             raise DemoFailed(f"the curation ended {view.get('state')}: {view.get('error')}")
         view["version"] = view.get("manifest_version") or view.get("output_version") or view.get("version")
         return view
@@ -239,7 +239,7 @@ class Demo:
         started = time.perf_counter()
         job = self._follow("train", lambda: api.call("GET", "trainer", f"/jobs/{accepted['job_id']}"),
                            lambda v: f"epoch {v.get('epoch', 0)}/{v.get('epochs') or '?'}")
-        if job["state"] not in ("completed", "complete", "finished"):
+        if job["state"] != JobState.completed:
             log = "\n".join(job.get("log_tail", []))
             raise DemoFailed(f"training ended {job['state']}: {job.get('error')}\n{log}")
         metrics = job.get("metrics", {})
@@ -283,7 +283,7 @@ class Demo:
         while time.monotonic() < deadline:
             view = poll()
             state = str(view.get("state", ""))
-            if state in TERMINAL:
+            if state in TERMINAL_STATES:
                 if sys.stderr.isatty():
                     sys.stderr.write("\n")
                 return view

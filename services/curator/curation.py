@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from services.curator.analysis import ImageAnalysis, analyses_to_table, analyze_stored, read_cache, write_cache
 from services.curator.blacklist import BlacklistStore
@@ -30,7 +30,7 @@ from services.curator.filter.learned import FILTER_MODEL_KEY, load_learned
 from services.curator.labels import LabelStore
 from shared.curation import Blacklist
 from shared.manifests import ManifestStore
-from shared.queue import report_progress
+from shared.queue import JobState, report_progress
 from shared.schemas import ExclusionReason, HarvestStatus, Operation
 from shared.settings import get_settings
 from shared.storage import ObjectNotFound, ObjectStore
@@ -58,13 +58,6 @@ class CurationRules(BaseModel):
     filter: FilterChoice = FilterChoice.learned
 
 
-class RunState(StrEnum):
-    queued = "queued"
-    running = "running"
-    finished = "finished"
-    failed = "failed"
-
-
 class CurationReport(BaseModel):
     rows: int
     included: int
@@ -86,12 +79,18 @@ class CurationRun(BaseModel):
     dataset: str
     version: int
     rules: CurationRules
-    state: RunState
+    state: JobState
     created_at: datetime
     finished_at: datetime | None = None
     output_version: int | None = None
     report: CurationReport | None = None
     error: str | None = None
+
+    @field_validator("state", mode="before")
+    @classmethod
+    def _legacy_state(cls, value: object) -> object:
+        # Run records stored before the shared JobState said "finished" for a completed curation.
+        return JobState.completed if value == "finished" else value
 
 
 def run_key(curation_id: str) -> str:
@@ -271,15 +270,15 @@ def run_curation(curation_id: str) -> dict[str, Any]:
     run = load_run(store, curation_id)
     if run is None:
         raise LookupError(f"curation {curation_id} has no run record")
-    run.state = RunState.running
+    run.state = JobState.running
     save_run(store, run)
     try:
         report, version = _curate(store, run)
     except Exception as exc:
-        run.state, run.error, run.finished_at = RunState.failed, f"{type(exc).__name__}: {exc}", datetime.now(UTC)
+        run.state, run.error, run.finished_at = JobState.failed, f"{type(exc).__name__}: {exc}", datetime.now(UTC)
         save_run(store, run)
         raise
-    run.state, run.report, run.output_version, run.finished_at = (RunState.finished, report, version,
+    run.state, run.report, run.output_version, run.finished_at = (JobState.completed, report, version,
                                                                   datetime.now(UTC))
     save_run(store, run)
     return run.model_dump(mode="json")

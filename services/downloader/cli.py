@@ -9,8 +9,6 @@ from typing import Any
 import click
 import httpx
 
-TERMINAL = {"completed", "cancelled", "failed"}
-
 
 class _Api:
     def __init__(self, url: str | None, token: str | None) -> None:
@@ -129,6 +127,8 @@ def resume(harvest_id: str, wait: bool, url: str | None, token: str | None) -> N
 def _watch(api: _Api, harvest_id: str, interval: float) -> None:
     from tqdm import tqdm
 
+    from shared.queue import TERMINAL_STATES, JobState  # here, not at import: rq is slow to import for `--help`
+
     bar = tqdm(total=0, unit="img", desc=harvest_id, dynamic_ncols=True, file=sys.stderr)
     view: dict[str, Any] = {}
     try:
@@ -143,7 +143,7 @@ def _watch(api: _Api, harvest_id: str, interval: float) -> None:
             bar.set_postfix(state=view["state"], ok=progress.get("ok", 0), failed=progress.get("failed", 0),
                             skipped=progress.get("skipped", 0), eta=progress.get("eta_s"), refresh=False)
             bar.refresh()
-            if view["state"] in TERMINAL:
+            if view["state"] in TERMINAL_STATES:
                 break
             time.sleep(interval)
     finally:
@@ -154,5 +154,5 @@ def _watch(api: _Api, harvest_id: str, interval: float) -> None:
                f"{progress.get('skipped_by_reason', {})}")
     if view.get("manifest_version"):
         click.echo(f"wrote {view['dataset']} v{view['manifest_version']}")
-    if view["state"] == "failed":
+    if view["state"] == JobState.failed:
         raise click.ClickException(view.get("error") or "the harvest failed")

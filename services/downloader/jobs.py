@@ -58,7 +58,7 @@ def execute_harvest(harvest_id: str, settings: Settings, downloader: DownloaderS
             should_cancel=control.cancel_requested,
         )
         outcome = asyncio.run(Harvester(store, request, downloader, blacklist, hooks).run())
-        report_progress(**{**outcome.counts, "state": outcome.state, "manifest_version": outcome.manifest_version,
+        report_progress(**{**outcome.counts, "state": outcome.state.value, "manifest_version": outcome.manifest_version,
                            "blacklist": origin})
         return outcome.model_dump(mode="json")
     finally:

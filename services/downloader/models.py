@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.downloader.harvest.options import HarvestOptions
+from shared.queue import JobState
 from shared.schemas import ManifestInfo
 
 
@@ -44,7 +45,8 @@ class HarvestCreate(BaseModel):
 
 class HarvestView(BaseModel):
     id: str
-    state: str = Field(description="queued | running | interrupted | cancelling | cancelled | completed | failed")
+    state: JobState = Field(description="interrupted: its worker died (resume it); cancelling: stopping after a "
+                            "checkpoint; completed, cancelled and failed are final")
     dataset: str
     version: int
     options: HarvestOptions

@@ -11,7 +11,6 @@ import json
 import logging
 import secrets
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any
 
 from redis import Redis
@@ -20,7 +19,7 @@ from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 
-from shared.queue import QueueName, get_queue
+from shared.queue import TERMINAL_STATES, JobState, QueueName, get_queue
 from shared.training import TrainingJobSpec
 
 logger = logging.getLogger(__name__)
@@ -30,23 +29,15 @@ LOG_LINES = 500
 KEEP_SECONDS = 30 * 24 * 3600  # finished and failed jobs stay visible for a month
 
 
-class JobState(StrEnum):
-    queued = "queued"
-    running = "running"
-    complete = "complete"
-    failed = "failed"
-    canceled = "canceled"
-
-
 _RQ_STATES = {
     JobStatus.QUEUED: JobState.queued,
     JobStatus.DEFERRED: JobState.queued,
     JobStatus.SCHEDULED: JobState.queued,
     JobStatus.STARTED: JobState.running,
-    JobStatus.FINISHED: JobState.complete,
+    JobStatus.FINISHED: JobState.completed,
     JobStatus.FAILED: JobState.failed,
-    JobStatus.STOPPED: JobState.canceled,
-    JobStatus.CANCELED: JobState.canceled,
+    JobStatus.STOPPED: JobState.cancelled,
+    JobStatus.CANCELED: JobState.cancelled,
 }
 
 
@@ -121,17 +112,17 @@ def cancel(connection: Redis, job_id: str) -> JobState:
     """Cancel a queued job, or stop a running one (its worker kills the work horse at once)."""
     job = fetch(connection, job_id)
     state = state_of(job)
-    if state in (JobState.complete, JobState.failed, JobState.canceled):
+    if state in TERMINAL_STATES:
         raise JobConflict(f"job is already {state.value}")
     connection.set(cancel_key(job_id), "1", ex=KEEP_SECONDS)
     if state is JobState.queued:
         job.cancel()
-        return JobState.canceled
+        return JobState.cancelled
     try:
         send_stop_job_command(connection, job_id)
     except InvalidJobOperation:  # between dequeue and start: the worker sees the cancel flag after an epoch
         logger.info("job %s not executing yet; cancel flag set", job_id)
-    return JobState.canceled
+    return JobState.cancelled
 
 
 def requeue(connection: Redis, job_id: str, force: bool = False) -> Job:

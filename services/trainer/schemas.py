@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import Path
 from pydantic import BaseModel, Field
 
-from services.trainer.jobs import JobState
+from shared.queue import JobState
 from shared.registry import MODEL_ID, ModelCard
 
 # Job, model and sweep ids share the registry's model id format (a job's id is its model's id).

@@ -33,6 +33,7 @@ from services.downloader.harvest.sink import ImageSink
 from services.downloader.harvest.state import HarvestOutcome, HarvestRequest, HarvestState, RowResult
 from shared.curation import Blacklist
 from shared.manifests import ManifestStore
+from shared.queue import JobState
 from shared.schemas import HarvestStatus, Operation
 from shared.storage import ObjectStore
 
@@ -145,18 +146,19 @@ class Harvester:
         finally:
             self._pool.shutdown(wait=True, cancel_futures=True)
         if self._cancelled:
-            outcome = HarvestOutcome(state="cancelled", dataset=self.request.dataset,
-                                     parent_version=self.request.version, counts=self.progress(state="cancelled"),
+            outcome = HarvestOutcome(state=JobState.cancelled, dataset=self.request.dataset,
+                                     parent_version=self.request.version,
+                                     counts=self.progress(state=JobState.cancelled),
                                      finished_at=datetime.now(UTC))
             await asyncio.to_thread(self.state.save_outcome, outcome)
             return outcome
         self._skip_class_waiting()
         version = await asyncio.to_thread(self._write_manifest, table)
-        outcome = HarvestOutcome(state="completed", dataset=self.request.dataset,
+        outcome = HarvestOutcome(state=JobState.completed, dataset=self.request.dataset,
                                  parent_version=self.request.version, manifest_version=version,
-                                 counts=self.progress(state="completed"), finished_at=datetime.now(UTC))
+                                 counts=self.progress(state=JobState.completed), finished_at=datetime.now(UTC))
         await asyncio.to_thread(self.state.save_outcome, outcome)
-        self.hooks.progress(self.progress(state="completed"))
+        self.hooks.progress(self.progress(state=JobState.completed))
         return outcome
 
     def cancel(self) -> None:
@@ -382,13 +384,13 @@ class Harvester:
                 await self._checkpoint()
             self.hooks.progress(self.progress())
 
-    def progress(self, state: str = "running") -> dict[str, Any]:
+    def progress(self, state: JobState = JobState.running) -> dict[str, Any]:
         elapsed = max(1e-6, time.monotonic() - self._started)
         remaining = self._outstanding
         rate = self._finished_now / elapsed
         now = time.monotonic()
         return {
-            "state": state,
+            "state": state.value,  # a plain str: this dict goes into RQ job meta and result.json
             "rows": self._total_rows,
             "total": self._planned + self._resumed,
             "done": self._finished_now + self._resumed,

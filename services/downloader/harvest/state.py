@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.downloader.harvest.options import HarvestOptions
+from shared.queue import JobState
 from shared.storage import ObjectNotFound, ObjectStore
 
 logger = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ class RowResult(BaseModel):
 class HarvestOutcome(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    state: str  # completed | cancelled
+    state: JobState  # completed | cancelled
     dataset: str
     parent_version: int
     manifest_version: int | None = None

@@ -139,7 +139,7 @@ def wait_for_curation(client: httpx.Client, curation_id: str, timeout: float = 1
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         body = client.get(f"/curations/{curation_id}").json()
-        if body["state"] in ("finished", "failed"):
+        if body["state"] in ("completed", "failed"):
             return body
         time.sleep(0.3)
     raise AssertionError(f"curation {curation_id} did not finish in {timeout} s: {body}")

@@ -19,7 +19,7 @@ def test_twenty_domains_flag_exactly_the_herbarium_ones(curator, harvest_builder
     started = curator.post("/curations", json={"dataset": "fungi", "version": harvest.version})
     assert started.status_code == 202, started.text
     done = await_curation(curator, started.json()["id"])
-    assert done["state"] == "finished", done["error"]
+    assert done["state"] == "completed", done["error"]
     report = done["report"]
     curated = manifests.read("fungi", done["output_version"])
     info = manifests.info("fungi", done["output_version"])

@@ -150,7 +150,7 @@ def wait_for(client: httpx.Client, job_id: str, done: Callable[[dict[str, Any]],
 
 
 def finished(body: dict[str, Any]) -> bool:
-    return body["state"] in ("complete", "failed", "canceled")
+    return body["state"] in ("completed", "failed", "cancelled")
 
 
 @pytest.fixture

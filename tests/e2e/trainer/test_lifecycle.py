@@ -46,7 +46,7 @@ def test_a_job_whose_worker_is_killed_resumes_from_its_last_checkpointed_epoch(
     # A new worker picks it up: the module's shared worker, started only now (it serves the next tests too).
     second: ManagedProcess = request.getfixturevalue("shared_worker")
     body = wait_job(job_id, worker=second)
-    assert body["state"] == "complete", (body["error"], second.log_tail())
+    assert body["state"] == "completed", (body["error"], second.log_tail())
     assert body["resumed_from_epoch"] == checkpointed
     assert [row["epoch"] for row in body["history"]] == list(range(1, epochs + 1))
     assert any(f"resuming {job_id} after epoch {checkpointed}" in line for line in body["log_tail"]), body["log_tail"]
@@ -65,11 +65,11 @@ def test_cancel_a_queued_and_a_running_job(
     assert progress["eta_seconds"] > 0 and progress["epochs"] == 500 and progress["history"]
 
     assert client.get(f"/jobs/{queued}").json()["state"] == "queued"
-    assert client.delete(f"/jobs/{queued}").json()["state"] == "canceled"
+    assert client.delete(f"/jobs/{queued}").json()["state"] == "cancelled"
 
     response = client.delete(f"/jobs/{running}")
     assert response.status_code == 200, response.text
-    body = wait_job(running, lambda body: body["state"] == "canceled", worker=worker)
+    body = wait_job(running, lambda body: body["state"] == "cancelled", worker=worker)
     assert body["epoch"] < 500
     card = client.get(f"/models/{running}").json()["card"]
     assert card["status"] == "failed" and card["error"] == "canceled"
@@ -77,7 +77,7 @@ def test_cancel_a_queued_and_a_running_job(
     assert refused.status_code == 409 and refused.json()["detail"].startswith("promotion refused")
 
     again = client.delete(f"/jobs/{running}")
-    assert again.status_code == 409 and again.json()["detail"] == "job cannot do that now: job is already canceled"
+    assert again.status_code == 409 and again.json()["detail"] == "job cannot do that now: job is already cancelled"
     assert client.delete("/jobs/m-unknown-job").status_code == 404
     assert client.post(f"/jobs/{running}/requeue").status_code == 409  # canceled stays canceled
     assert httpx.delete(f"{client.base_url}/jobs/{queued}").status_code == 401  # no token

@@ -30,7 +30,7 @@ def test_a_submitted_job_trains_well_above_chance_and_lands_in_the_registry(
     assert accepted.json()["job_id"] in {job["job_id"] for job in client.get("/jobs").json()}
 
     body = wait_job(job_id, worker=worker)
-    assert body["state"] == "complete", (body.get("error"), body["log_tail"], worker.log_tail())
+    assert body["state"] == "completed", (body.get("error"), body["log_tail"], worker.log_tail())
     assert body["history"] and body["history"][0]["epoch"] == 1
     assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(body["history"][-1])
     assert any("epoch 1/" in line for line in body["log_tail"])
@@ -80,14 +80,14 @@ def test_a_sweep_of_two_specs_produces_a_comparison_table_and_plot(
     jobs = accepted.json()["jobs"]
     assert [job["overrides"] for job in jobs] == [{"optimizer.learning_rate": 3e-3}, {"optimizer.learning_rate": 1e-4}]
     for job in jobs:
-        assert wait_job(job["job_id"], worker=worker)["state"] == "complete"
+        assert wait_job(job["job_id"], worker=worker)["state"] == "completed"
         spec = client.get(f"/models/{job['job_id']}").json()["card"]["spec"]
         assert spec["optimizer"]["learning_rate"] == job["overrides"]["optimizer.learning_rate"]
 
     table = client.get(f"/sweeps/{accepted.json()['sweep_id']}").json()
     assert [row["job_id"] for row in table["rows"]] == [job["job_id"] for job in jobs]
     for row in table["rows"]:
-        assert row["state"] == "complete"
+        assert row["state"] == "completed"
         assert row["test_top1"] is not None and row["best_val_accuracy"] is not None
         assert row["label"].startswith("learning_rate=")
     assert table["best_job_id"] in {job["job_id"] for job in jobs}

@@ -17,13 +17,12 @@ from services.curator.curation import (
     CurationReport,
     CurationRules,
     CurationRun,
-    RunState,
     load_run,
     run_curation,
     save_run,
 )
 from shared.auth import TokenDep
-from shared.queue import QueueName, get_queue
+from shared.queue import JobState, QueueName, get_queue
 
 router = APIRouter(prefix="/curations", tags=["curations"])
 
@@ -43,7 +42,7 @@ class CurationStatus(BaseModel):
     dataset: str
     version: int
     rules: CurationRules
-    state: RunState
+    state: JobState
     job_status: str | None
     progress: dict[str, Any]
     output_version: int | None
@@ -58,7 +57,7 @@ def create_curation(body: CurationRequest, store: StoreDep, manifests: Manifests
     rules = body.rules or CurationRules(irrelevant_threshold=defaults.irrelevant_threshold,
                                         min_side=defaults.min_side, duplicate_distance=defaults.duplicate_distance)
     run = CurationRun(id=uuid.uuid4().hex[:16], dataset=body.dataset, version=version, rules=rules,
-                      state=RunState.queued, created_at=datetime.now(UTC))
+                      state=JobState.queued, created_at=datetime.now(UTC))
     save_run(store, run)  # before enqueueing: the job reads its request from here
     get_queue(QueueName.curate, redis).enqueue(run_curation, run.id, job_id=run.id, job_timeout=6 * 3600,
                                                result_ttl=7 * 86400, failure_ttl=7 * 86400)
@@ -83,8 +82,8 @@ def _status(run: CurationRun, job: Job | None) -> CurationStatus:
     job_status = job.get_status(refresh=False) if job is not None else None
     state, error = run.state, run.error
     # The job died without updating its record (a killed worker): say so instead of "running" forever.
-    if job_status in (JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED) and state is not RunState.finished:
-        state = RunState.failed
+    if job_status in (JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED) and state is not JobState.completed:
+        state = JobState.failed
         error = error or f"job {job_status}"
     return CurationStatus(
         id=run.id, dataset=run.dataset, version=run.version, rules=run.rules, state=state,

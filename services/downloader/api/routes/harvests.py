@@ -18,7 +18,7 @@ from services.downloader.jobs import run_harvest
 from services.downloader.models import HarvestCreate, HarvestView
 from shared.auth import TokenDep
 from shared.manifests import ManifestError, ManifestNotFound, validate_dataset
-from shared.queue import QueueName, get_queue
+from shared.queue import JobState, QueueName, get_queue
 from shared.storage import ObjectStore
 
 logger = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ def _load(store: ObjectStore, harvest_id: str) -> tuple[HarvestState, HarvestReq
 
 def _view(state: HarvestState, request: HarvestRequest, redis: RedisDep, lease_ttl_s: int) -> HarvestView:
     control = HarvestControl(redis, request.id)
-    view = HarvestView(id=request.id, state="queued", dataset=request.dataset, version=request.version,
+    view = HarvestView(id=request.id, state=JobState.queued, dataset=request.dataset, version=request.version,
                        options=request.options, job_id=control.job_id())
     job = None
     if view.job_id:
@@ -71,34 +71,34 @@ def _view(state: HarvestState, request: HarvestRequest, redis: RedisDep, lease_t
     if outcome is not None:
         return _finished(view, outcome)
     if job is None:
-        view.state = "interrupted"
+        view.state = JobState.interrupted
         return view
     job_status = job.get_status()
     if job_status in _WAITING:
-        view.state = "queued"
+        view.state = JobState.queued
     elif job_status == JobStatus.STARTED:
         started = job.started_at.replace(tzinfo=UTC) if job.started_at and not job.started_at.tzinfo else job.started_at
         young = started is not None and (datetime.now(UTC) - started).total_seconds() < lease_ttl_s + 5
         if not control.leased() and not young:
-            view.state = "interrupted"  # its worker died: POST /harvests/{id}/resume, or RQ retries it
+            view.state = JobState.interrupted  # its worker died: POST /harvests/{id}/resume, or RQ retries it
         else:
-            view.state = "cancelling" if control.cancel_requested() else "running"
+            view.state = JobState.cancelling if control.cancel_requested() else JobState.running
     elif job_status in (JobStatus.STOPPED, JobStatus.CANCELED):
-        view.state = "cancelled"
+        view.state = JobState.cancelled
     elif job_status == JobStatus.FAILED:
-        view.state = "failed"
+        view.state = JobState.failed
         result = job.latest_result()
         lines = (result.exc_string or "").strip().splitlines() if result is not None else []
         view.error = lines[-1][:500] if lines else "the harvest job failed"
     else:
-        view.state = "running"
+        view.state = JobState.running
     return view
 
 
 def _finished(view: HarvestView, outcome: HarvestOutcome) -> HarvestView:
     view.state = outcome.state
     view.manifest_version = outcome.manifest_version
-    view.progress = {**view.progress, **outcome.counts, "state": outcome.state}
+    view.progress = {**view.progress, **outcome.counts, "state": outcome.state.value}
     return view
 
 
@@ -134,18 +134,18 @@ def cancel(harvest_id: str, _: TokenDep, store: StoreDep, redis: RedisDep,
     """Cancel: a queued harvest is dropped; a running one stops after checkpointing what it stored."""
     state, request = _load(store, harvest_id)
     view = _view(state, request, redis, settings.lease_ttl_s)
-    if view.state in ("completed", "cancelled"):
+    if view.state in (JobState.completed, JobState.cancelled):
         raise HTTPException(status.HTTP_409_CONFLICT, FINISHED)
     control = HarvestControl(redis, harvest_id)
     control.request_cancel()
-    if view.state in ("queued", "interrupted", "failed"):
+    if view.state in (JobState.queued, JobState.interrupted, JobState.failed):
         if view.job_id:
             try:
                 Job.fetch(view.job_id, connection=redis).cancel()
             except (NoSuchJobError, Exception) as exc:  # noqa: BLE001 - already gone or not cancellable
                 logger.info("harvest %s: job %s not cancelled: %s", harvest_id, view.job_id, exc)
         if not control.leased():
-            state.save_outcome(HarvestOutcome(state="cancelled", dataset=request.dataset,
+            state.save_outcome(HarvestOutcome(state=JobState.cancelled, dataset=request.dataset,
                                               parent_version=request.version, counts=view.progress,
                                               finished_at=datetime.now(UTC)))
     return _view(state, request, redis, settings.lease_ttl_s)
@@ -157,11 +157,11 @@ def resume(harvest_id: str, _: TokenDep, store: StoreDep, redis: RedisDep,
     """Start an interrupted harvest again: rows already stored are not fetched again."""
     state, request = _load(store, harvest_id)
     view = _view(state, request, redis, settings.lease_ttl_s)
-    if view.state in ("completed", "cancelled"):
+    if view.state in (JobState.completed, JobState.cancelled):
         raise HTTPException(status.HTTP_409_CONFLICT, FINISHED)
-    if view.state in ("running", "cancelling"):
+    if view.state in (JobState.running, JobState.cancelling):
         raise HTTPException(status.HTTP_409_CONFLICT, RUNNING)
-    if view.state == "queued":
+    if view.state is JobState.queued:
         raise HTTPException(status.HTTP_409_CONFLICT, QUEUED)
     _enqueue(redis, request, settings.job_retries)
     return _view(state, request, redis, settings.lease_ttl_s)

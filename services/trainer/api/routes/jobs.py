@@ -9,10 +9,10 @@ from redis import Redis
 
 from services.trainer import jobs
 from services.trainer.api.deps import ManifestsDep, RedisDep, RegistryDep, TrainerSettingsDep
-from services.trainer.jobs import JobState
 from services.trainer.schemas import ERROR_RESPONSES, IdPath, JobAccepted, JobOut, JobSummary
 from services.trainer.submission import pin_and_plan
 from shared.auth import TokenDep
+from shared.queue import JobState
 from shared.registry import ModelNotFound, ModelRegistry, ModelStatus
 from shared.training import TrainingJobSpec
 
@@ -31,7 +31,7 @@ def job_view(connection: Redis, registry: ModelRegistry, job_id: str, tail: int)
             card = registry.card(job_id)
         except ModelNotFound:
             raise HTTPException(status.HTTP_404_NOT_FOUND, JOB_NOT_FOUND) from None
-        state = {ModelStatus.complete: JobState.complete, ModelStatus.failed: JobState.failed}.get(
+        state = {ModelStatus.complete: JobState.completed, ModelStatus.failed: JobState.failed}.get(
             card.status, JobState.running)
         return JobOut(job_id=job_id, model_id=job_id, state=state, metrics=card.metrics, error=card.error,
                       spec=card.spec, log_tail=jobs.log_tail(connection, job_id, tail))

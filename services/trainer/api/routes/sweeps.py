@@ -10,10 +10,10 @@ from fastapi import APIRouter, HTTPException, Response, status
 from services.trainer import evaluation, jobs
 from services.trainer.api.deps import ManifestsDep, RedisDep, RegistryDep, TrainerSettingsDep
 from services.trainer.api.routes.jobs import job_view
-from services.trainer.jobs import JobState
 from services.trainer.schemas import ERROR_RESPONSES, IdPath, SweepAccepted, SweepJob, SweepOut, SweepRow
 from services.trainer.submission import pin_and_plan
 from shared.auth import TokenDep
+from shared.queue import JobState
 from shared.training import SweepSpec
 
 router = APIRouter(prefix="/sweeps", tags=["sweeps"], responses=ERROR_RESPONSES)
@@ -60,7 +60,7 @@ def _sweep(connection: Any, registry: Any, sweep_id: str) -> SweepOut:
             best_val_accuracy=view.best_val_accuracy, test_top1=view.metrics.get("top1"),
             test_top3=view.metrics.get("top3"), macro_f1=view.metrics.get("macro_f1"),
         ))
-    complete = [row for row in rows if row.state is JobState.complete and row.best_val_accuracy is not None]
+    complete = [row for row in rows if row.state is JobState.completed and row.best_val_accuracy is not None]
     best = max(complete, key=lambda row: row.best_val_accuracy or 0.0) if complete else None
     return SweepOut(sweep_id=sweep_id, name=record.get("name"), created_at=record["created_at"],
                     grid=record["grid"], rows=rows, best_job_id=best.job_id if best else None,
