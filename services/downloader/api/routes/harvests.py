@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 from fastapi import APIRouter, HTTPException, status
 from rq import Retry
@@ -102,7 +103,14 @@ def _finished(view: HarvestView, outcome: HarvestOutcome) -> HarvestView:
     return view
 
 
-@router.post("", response_model=HarvestView, status_code=status.HTTP_202_ACCEPTED)
+# Answers besides 2xx/422, documented so generated clients (and the fuzzer) know them.
+HARVEST_ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"description": "no such dataset, version or harvest"},
+    409: {"description": "the harvest is not in a state that allows this"},
+}
+
+
+@router.post("", response_model=HarvestView, status_code=status.HTTP_202_ACCEPTED, responses=HARVEST_ERRORS)
 def create(body: HarvestCreate, _: TokenDep, store: StoreDep, manifests: ManifestsDep, redis: RedisDep,
            settings: DownloaderSettingsDep) -> HarvestView:
     """Harvest the images of a manifest version into object storage; returns at once with the harvest id."""
@@ -121,14 +129,15 @@ def create(body: HarvestCreate, _: TokenDep, store: StoreDep, manifests: Manifes
     return _view(state, request, redis, settings.lease_ttl_s)
 
 
-@router.get("/{harvest_id}", response_model=HarvestView)
+@router.get("/{harvest_id}", response_model=HarvestView, responses=HARVEST_ERRORS)
 def show(harvest_id: str, store: StoreDep, redis: RedisDep, settings: DownloaderSettingsDep) -> HarvestView:
     """State, counts (ok; failed and skipped by reason), throughput and ETA."""
     state, request = _load(store, harvest_id)
     return _view(state, request, redis, settings.lease_ttl_s)
 
 
-@router.delete("/{harvest_id}", response_model=HarvestView, status_code=status.HTTP_202_ACCEPTED)
+@router.delete("/{harvest_id}", response_model=HarvestView, status_code=status.HTTP_202_ACCEPTED,
+               responses=HARVEST_ERRORS)
 def cancel(harvest_id: str, _: TokenDep, store: StoreDep, redis: RedisDep,
            settings: DownloaderSettingsDep) -> HarvestView:
     """Cancel: a queued harvest is dropped; a running one stops after checkpointing what it stored."""
@@ -151,7 +160,8 @@ def cancel(harvest_id: str, _: TokenDep, store: StoreDep, redis: RedisDep,
     return _view(state, request, redis, settings.lease_ttl_s)
 
 
-@router.post("/{harvest_id}/resume", response_model=HarvestView, status_code=status.HTTP_202_ACCEPTED)
+@router.post("/{harvest_id}/resume", response_model=HarvestView, status_code=status.HTTP_202_ACCEPTED,
+             responses=HARVEST_ERRORS)
 def resume(harvest_id: str, _: TokenDep, store: StoreDep, redis: RedisDep,
            settings: DownloaderSettingsDep) -> HarvestView:
     """Start an interrupted harvest again: rows already stored are not fetched again."""
