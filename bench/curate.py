@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+from machine import cpu_model  # bench/ is on sys.path when a script runs
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -35,14 +36,6 @@ RESULTS = Path(__file__).parent / "results" / "curate.md"
 COLUMNS = ["image_id", "domain", "status", "sha256", "irrelevant_score", "duplicate_of"]
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def make_manifest(rows: int, seed: int = 0) -> tuple[pa.Table, pa.Table, pa.Table]:

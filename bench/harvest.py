@@ -36,6 +36,8 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from machine import cpu_model  # noqa: E402 - bench/ is on sys.path when a script runs
+
 from fixtureweb.config import PHOTO_HOSTS, DomainConfig, Latency, WebConfig  # noqa: E402
 from fixtureweb.content import ContentStore, ImageSpec, media_path  # noqa: E402
 from fixtureweb.encoding import ImageFormat  # noqa: E402
@@ -300,14 +302,6 @@ def wait_port(port: int, timeout: float = 120) -> None:
         time.sleep(0.2)
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main() -> None:  # noqa: PLR0915 - a linear script

@@ -25,6 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
+from machine import cpu_model  # bench/ is on sys.path when a script runs
 
 RESULTS = Path(__file__).parent / "results" / "import.md"
 MULTIMEDIA_COLUMNS = ["gbifID", "type", "format", "identifier", "references", "title", "description", "source",
@@ -125,14 +126,6 @@ print(json.dumps({{"rows": rows, "seconds": seconds,
     return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main() -> None:
@@ -169,7 +162,7 @@ def main() -> None:
             stack.down()
     lines = [
         "# GBIF import benchmark", "",
-        f"Machine: {os.cpu_count()} cores, {_cpu_model()}, Python {platform.python_version()}, "
+        f"Machine: {os.cpu_count()} cores, {cpu_model()}, Python {platform.python_version()}, "
         f"pyarrow {pa.__version__}. Rows: {args.rows:,} photo rows (~3 per observation), 15 multimedia columns.",
         "Target (issue 2): >= 200,000 rows/s and < 2,048 MB peak RSS.", "",
         "| import | rows | seconds | rows/s | peak RSS (MB) | target met |", "|---|---:|---:|---:|---:|---|",

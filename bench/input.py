@@ -20,12 +20,13 @@ import argparse
 import io
 import logging
 import os
-import platform
 import resource
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+
+from machine import cpu_model  # bench/ is on sys.path when a script runs
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -44,14 +45,6 @@ def render(job: tuple[int, int]) -> tuple[int, int, bytes]:
     return class_index, photo, buffer.getvalue()
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def peak_rss_mb() -> float:

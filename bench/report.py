@@ -7,19 +7,13 @@ import platform
 from datetime import UTC, datetime
 from pathlib import Path
 
+from machine import cpu_model  # bench/ is on sys.path when a script runs
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 ORDER = ["import", "harvest", "curate", "input", "serve"]
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def memory_gib() -> float:

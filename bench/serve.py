@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import psutil
 from fastapi import FastAPI, File, UploadFile
+from machine import cpu_model  # bench/ is on sys.path when a script runs
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -198,14 +199,6 @@ class PeakRss:
         return self.peak
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def run_server(name: str, label: str, app: str, env: dict[str, str], log_dir: Path, jpeg: bytes,
