@@ -58,7 +58,7 @@ class DemoSize:
     predictions: int = 12
 
 
-CI_SIZE = DemoSize(photos=500, classes=4, domains=6, herbarium=1, epochs=4, predictions=6)
+CI_SIZE = DemoSize(photos=600, classes=4, domains=6, herbarium=1, epochs=10, predictions=6)
 
 
 @dataclass
