@@ -52,7 +52,7 @@ def read_csv_list(path: Path) -> Iterator[pa.Table]:
         yield pa.table({
             "image_id": ids,
             "observation_id": pc.coalesce(given_observation, ids),
-            "source": pa.array(["csv"] * n, pa.string()),
+            "source": pa.repeat(pa.scalar("csv", pa.string()), n),
             "species": species,
             "genus": pc.coalesce(genus, first_word),
             "family": _optional(table, "family"),

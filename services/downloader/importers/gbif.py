@@ -114,7 +114,7 @@ def to_records(batch: pa.RecordBatch, taxon: Taxon | None) -> pa.Table:
 
     def taxon_column(name: str, fixed: str | None) -> pa.Array:
         if taxon is not None and fixed is not None:
-            return pa.array([fixed] * n, pa.string())
+            return pa.repeat(pa.scalar(fixed, pa.string()), n)
         return pa.nulls(n, pa.string())
 
     kind = pc.fill_null(table.column("type"), "StillImage")
@@ -132,7 +132,7 @@ def to_records(batch: pa.RecordBatch, taxon: Taxon | None) -> pa.Table:
     return pa.table({
         "image_id": image_ids("gbif", gbif_id, url),
         "observation_id": gbif_id,
-        "source": pa.array(["gbif"] * n, pa.string()),
+        "source": pa.repeat(pa.scalar("gbif", pa.string()), n),
         "species": taxon_column("species", taxon.species if taxon else None),
         "genus": taxon_column("genus", taxon.resolved_genus if taxon else None),
         "family": taxon_column("family", taxon.family if taxon else None),
