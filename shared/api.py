@@ -10,8 +10,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.routing import APIRoute
+from pydantic import BaseModel
 from redis import Redis
 
 from shared.logs import configure_logging
@@ -67,3 +68,16 @@ ManifestsDep = Annotated[ManifestStore, Depends(get_manifests)]
 def operation_id(route: APIRoute) -> str:
     """Operation ids "tag-name", so generated clients read well."""
     return f"{route.tags[0]}-{route.name}" if route.tags else route.name
+
+
+class Health(BaseModel):
+    status: str = "ok"
+
+
+health_router = APIRouter(tags=["health"])
+
+
+@health_router.get("/health", response_model=Health)
+def health() -> Health:
+    """The process answers; what it depends on is checked where it is used."""
+    return Health()

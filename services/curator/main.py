@@ -8,15 +8,15 @@ import logging
 from fastapi import FastAPI
 
 from services.curator.api.deps import ERROR_RESPONSES
-from services.curator.api.routes import blacklist, curations, domains, filter, health, labels
-from shared.api import client_lifespan, operation_id
+from services.curator.api.routes import blacklist, curations, domains, filter, labels
+from shared.api import client_lifespan, health_router, operation_id
 
 logger = logging.getLogger(__name__)
 
 
 def create_app() -> FastAPI:
     app = FastAPI(title="sporeprint curator", lifespan=client_lifespan, generate_unique_id_function=operation_id)
-    app.include_router(health.router)
+    app.include_router(health_router)
     for module in (blacklist, domains, labels, curations, filter):
         app.include_router(module.router, responses=ERROR_RESPONSES)
     return app

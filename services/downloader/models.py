@@ -11,10 +11,6 @@ from shared.queue import JobState
 from shared.schemas import ManifestInfo
 
 
-class Health(BaseModel):
-    status: str = "ok"
-
-
 class ImportError_(BaseModel):
     """Where a source file is wrong: what a person has to fix."""
 
