@@ -193,20 +193,18 @@ class Demo:
                             _harvest_progress)
         if view["state"] != JobState.completed:
             raise DemoFailed(f"the harvest ended {view['state']}: {view.get('error')}")
-        progress = view.get("progress", {})
-        counts = progress.get("counts", progress)
-        ok = int(counts.get("ok", 0))
-        rate = progress.get("images_per_s")
-        self.say(f"[harvest] v{view['manifest_version']}: {ok} images stored, "
-                 f"{_sum(counts.get('failed'))} failed, {_sum(counts.get('skipped'))} skipped"
-                 + (f", {float(rate):.0f} images/s" if rate else ""))
+        progress = view["progress"]
+        ok = int(progress["ok"])
+        self.say(f"[harvest] v{view['manifest_version']}: {ok} images stored, {progress['failed']} failed, "
+                 f"{progress['skipped']} skipped, {float(progress['images_per_s']):.0f} images/s")
         return {"version": view["manifest_version"], "ok": ok}
 
     def curate(self, api: Api, version: int) -> dict[str, Any]:
         first = self._curation(api, version, "scoring")
-        scores = api.call("GET", "curator", "/domains", params={"dataset": DATASET, "version": first["version"]})
-        domains = scores if isinstance(scores, list) else scores.get("domains", [])
-        flagged = [row["domain"] for row in domains if row.get("recommendation") == "blacklist"]
+        scores = api.call("GET", "curator", "/domains",
+                          params={"dataset": DATASET, "version": first["output_version"]})
+        domains = scores["domains"]
+        flagged = [row["domain"] for row in domains if row["recommendation"] == "blacklist"]
         for domain in flagged:
             api.call("PUT", "curator", f"/blacklist/{domain}",
                      json={"reason": "the curator's recommendation (demo)", "actor": "demo"})
@@ -214,19 +212,18 @@ class Demo:
         self.say(f"[domains] {len(domains)} scored; blacklisted {len(flagged)} the curator recommended: "
                  f"{', '.join(flagged) or 'none'} (herbarium-like hosts in the fixture web: {', '.join(truth)})")
         final = self._curation(api, version, "curation") if flagged else first
-        report = final.get("report") or {}
-        excluded = report.get("excluded", {})
-        self.say(f"[curation] v{final['version']}: {report.get('included', '?')} images kept, excluded "
+        report = final["report"]
+        excluded = report["excluded"]
+        self.say(f"[curation] v{final['output_version']}: {report['included']} images kept, excluded "
                  + (", ".join(f"{count} {reason}" for reason, count in sorted(excluded.items())) or "none"))
-        return {"version": final["version"], "blacklisted": flagged, "report": report}
+        return {"version": final["output_version"], "blacklisted": flagged, "report": report}
 
     def _curation(self, api: Api, version: int, label: str) -> dict[str, Any]:
         created = api.call("POST", "curator", "/curations", json={"dataset": DATASET, "version": version})
-        run_id = created.get("id") or created.get("curation_id")
+        run_id = created["id"]
         view = self._follow(label, lambda: api.call("GET", "curator", f"/curations/{run_id}"), lambda v: "")
-        if view.get("state") != JobState.completed:
-            raise DemoFailed(f"the curation ended {view.get('state')}: {view.get('error')}")
-        view["version"] = view.get("manifest_version") or view.get("output_version") or view.get("version")
+        if view["state"] != JobState.completed:
+            raise DemoFailed(f"the curation ended {view['state']}: {view.get('error')}")
         return view
 
     def train(self, api: Api, version: int) -> dict[str, Any]:
@@ -242,13 +239,12 @@ class Demo:
         if job["state"] != JobState.completed:
             log = "\n".join(job.get("log_tail", []))
             raise DemoFailed(f"training ended {job['state']}: {job.get('error')}\n{log}")
-        metrics = job.get("metrics", {})
-        chance = 1 / max(len(accepted.get("classes", [])), 1)
-        self.say(f"[train] {accepted['model_id']}: {len(accepted.get('classes', []))} classes, "
-                 f"{job.get('epoch')} epochs in {time.perf_counter() - started:.0f} s, test top-1 "
-                 f"{metrics.get('top1', metrics.get('accuracy', float('nan'))):.2f} (chance {chance:.2f}), "
-                 f"top-3 {metrics.get('top3', float('nan')):.2f}")
-        return {"model_id": accepted["model_id"], "metrics": metrics, "classes": accepted.get("classes", [])}
+        metrics = job["metrics"]
+        classes = accepted["classes"]
+        self.say(f"[train] {accepted['model_id']}: {len(classes)} classes, {job['epoch']} epochs in "
+                 f"{time.perf_counter() - started:.0f} s, test top-1 {metrics['top1']:.2f} "
+                 f"(chance {1 / len(classes):.2f}), top-3 {metrics['top3']:.2f}")
+        return {"model_id": accepted["model_id"], "metrics": metrics, "classes": classes}
 
     def predict(self, api: Api, model_id: str) -> dict[str, Any]:
         api.call("POST", "trainer", f"/models/{model_id}/promote")
@@ -266,8 +262,8 @@ class Demo:
             started = time.perf_counter()
             answer = api.call("POST", "inference", "/predict", files={"file": ("photo.jpg", jpeg, "image/jpeg")})
             latencies.append((time.perf_counter() - started) * 1000)
-            top = answer["predictions"][0] if answer.get("predictions") else None
-            hit = top is not None and top.get("species", top.get("label")) == species
+            top = answer["predictions"][0] if answer["predictions"] else None
+            hit = top is not None and top["species"] == species
             correct += hit
             guess = f"{top['label']} ({top['probability']:.2f})" if top else "-"
             self.say(f"  photo of {species:<28} -> {answer['verdict']:<10} {guess}{'  ✓' if hit else ''}")
@@ -350,11 +346,6 @@ def _harvest_progress(view: dict[str, Any]) -> str:
     text = f"{done}/{total}" if done is not None and total else ""
     return text + (f" {float(rate):.0f} img/s" if rate else "")
 
-
-def _sum(value: Any) -> int:
-    if isinstance(value, dict):
-        return int(sum(value.values()))
-    return int(value or 0)
 
 
 def _herbarium_domains(truth_path: Path) -> list[str]:
