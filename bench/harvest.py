@@ -292,6 +292,18 @@ def measure_sporeprint(source: Path, dataset: str, concurrency: int, per_domain:
             **memory}
 
 
+def measure_only(args: argparse.Namespace, tmp: Path, urls: list[str], source: Path,
+                 env: dict[str, str]) -> dict[str, Any]:
+    """One contender on ``args.images`` images (img2dataset at its best setting of the full run)."""
+    if args.only == "sporeprint":
+        return measure_sporeprint(source, "bench-only", 128, 16, env)
+    listed = tmp / "urls.json"
+    listed.write_text(json.dumps(urls))
+    if args.only == "sequential":
+        return measure_contender(["sequential", str(listed), str(tmp / "seq")])
+    return measure_contender(["img2dataset", str(listed), str(tmp / "i2d"), "2", "256"])
+
+
 def wait_port(port: int, timeout: float = 120) -> None:
     from shared.stack import port_open
 
@@ -312,6 +324,8 @@ def main() -> None:  # noqa: PLR0915 - a linear script
     parser.add_argument("--quick", action="store_true", help="1000 images, 100 sequential, a small sweep")
     parser.add_argument("--cache-dir", type=Path, default=ROOT / ".data" / "bench-harvest-web")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "harvest.md")
+    parser.add_argument("--only", choices=("sequential", "img2dataset", "sporeprint"),
+                        help="measure one contender on --images, print its figures, write no report")
     args = parser.parse_args()
     results: dict[str, Any] = {}
     if args.quick:
@@ -342,6 +356,10 @@ def main() -> None:  # noqa: PLR0915 - a linear script
             writer.writerow(["url", "label"])
             writer.writerows((url, label) for url, (_, _, label) in zip(by_host, rows, strict=True))
 
+        if args.only:
+            results[args.only] = measure_only(args, tmp, by_path, source, env)
+            print(json.dumps(results[args.only], indent=1), flush=True)
+            return
         # warm the web's process (its first responses load pictures into memory) with a quick pass
         seq_urls = tmp / "seq.json"
         seq_urls.write_text(json.dumps(by_path[: args.sequential]))

