@@ -16,6 +16,7 @@ from services.inference.core.batcher import DynamicBatcher
 from services.inference.core.config import get_inference_settings
 from services.inference.core.fetch import make_session
 from services.inference.core.metrics import ServiceMetrics
+from services.inference.core.model import configure_threads
 from services.inference.core.predictor import Predictor
 from services.inference.core.relevance import load_irrelevant_score
 from services.inference.core.watcher import ModelWatcher
@@ -69,6 +70,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings = app.dependency_overrides.get(get_settings, get_settings)()
     inference = app.dependency_overrides.get(get_inference_settings, get_inference_settings)()
     configure_logging(settings.log_level)
+    threads = configure_threads(inference.tf_intra_op_threads)
+    logger.info("TensorFlow intra-op threads: %s", threads or "default")
     metrics: ServiceMetrics = app.state.metrics
     registry = ModelRegistry(ObjectStore.from_settings(settings))
     watcher = ModelWatcher(

@@ -28,6 +28,12 @@ class InferenceSettings(BaseSettings):
     max_batch_size: int = Field(default=16, ge=1, le=256)
     max_wait_ms: float = Field(default=5.0, ge=0, le=1000)
 
+    # TensorFlow's threads for one model call. One batch runs at a time (the batcher's model thread), so the
+    # remaining cores decode uploads and run the curator filter. With MobileNetV3-Small on 2 cores one thread
+    # answers a single image in 3.5 ms where TF's default (all cores) takes 6.5 ms, and batches of 32 are no
+    # slower (bench/results/serve.md). Raise it for big backbones on many cores.
+    tf_intra_op_threads: int = Field(default=0, ge=0, description="0: half the cores (at least 1)")
+
     # Hot swap
     poll_interval_s: float = Field(default=5.0, gt=0)
 

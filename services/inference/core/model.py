@@ -7,6 +7,7 @@ calls :meth:`ServedModel.predict`, a ``tf.function`` traced once for any batch s
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -54,6 +55,23 @@ class ServedModel:
             self._explain_fn = build_gradcam(self.keras_model, self.image_size)
         cam = self._explain_fn(tf.convert_to_tensor(image[None], tf.float32), tf.constant(class_index, tf.int32))
         return np.asarray(cam)
+
+
+def configure_threads(intra_op_threads: int) -> int:
+    """Set TensorFlow's intra-op thread count (0: half the cores, at least 1) before its runtime starts.
+
+    Returns the count in force; once TensorFlow has run an op the setting is fixed, which is logged.
+    """
+    wanted = intra_op_threads or max(1, (os.cpu_count() or 2) // 2)
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(wanted)
+    except RuntimeError:
+        current = tf.config.threading.get_intra_op_parallelism_threads()
+        if current != wanted:
+            logger.warning("TensorFlow already started with %s intra-op threads; wanted %d",
+                           current or "default", wanted)
+        return current
+    return wanted
 
 
 def compile_predict(model: Any, image_size: int) -> Any:
