@@ -32,7 +32,6 @@ from typing import Any
 import numpy as np
 import psutil
 from fastapi import FastAPI, File, UploadFile
-from machine import cpu_model  # bench/ is on sys.path when a script runs
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -244,6 +243,9 @@ def run_server(name: str, label: str, app: str, env: dict[str, str], log_dir: Pa
 
 
 def report(runs: list[Run], rss: dict[str, int], bare_runs: list[Bare], threads: int, out: Path) -> str:
+    # imported here: uvicorn imports this module as bench.serve for the naive app, without bench/ on sys.path
+    from machine import cpu_model  # bench/ is on sys.path when a script runs
+
     by = {(r.server, r.concurrency): r for r in runs}
     naive32, serve32 = by[("naive", 32)], by[("sporeprint", 32)]
     serve1 = by[("sporeprint", 1)]
