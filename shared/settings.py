@@ -35,6 +35,13 @@ class Settings(BaseSettings):
 
     # Queue
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # RQ workers: how soon a job whose worker died (kill -9, a lost node) is found and retried. A running job
+    # heartbeats every worker_heartbeat_s; after worker_abandoned_after_s more without one it is abandoned, and
+    # the next maintenance pass of any live worker (every worker_maintenance_s) retries it, if it has retries
+    # left, or fails it. RQ's own defaults take 90 s plus up to 10 minutes.
+    worker_heartbeat_s: int = Field(default=10, ge=1)
+    worker_abandoned_after_s: int = Field(default=30, ge=1)
+    worker_maintenance_s: int = Field(default=30, ge=1)
 
     # Where each service answers (used by the other services' clients)
     downloader_url: str = "http://127.0.0.1:8001"

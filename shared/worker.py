@@ -7,14 +7,44 @@ from __future__ import annotations
 
 import argparse
 import logging
+from typing import Any
 
-from rq import Worker
+from redis import Redis
+from rq import Queue, Worker
+from rq.job import Job
 
 from shared.logs import configure_logging
 from shared.queue import QueueName, get_queue, redis_connection
-from shared.settings import get_settings
+from shared.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
+
+
+class SporeprintWorker(Worker):
+    """An RQ worker that notices a dead worker's job within seconds instead of minutes.
+
+    RQ counts a started job as abandoned once its heartbeat (every ``job_monitoring_interval``) has been
+    silent for a fixed 60 s more, and only looks for abandoned jobs every 10 minutes; both come from
+    the settings here (``worker_*``), so a harvest whose worker was killed is retried by another worker
+    about ``worker_abandoned_after_s + worker_maintenance_s`` later.
+    """
+
+    def __init__(self, *args: Any, abandoned_after_s: int = 60, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.abandoned_after_s = abandoned_after_s
+
+    def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
+        rq_default = super().get_heartbeat_ttl(job, working_time)  # ends 60 s after the next heartbeat is due
+        return max(1, rq_default - 60 + self.abandoned_after_s)
+
+
+def make_worker(queues: list[Queue], connection: Redis, settings: Settings) -> SporeprintWorker:
+    return SporeprintWorker(
+        queues, connection=connection, job_monitoring_interval=settings.worker_heartbeat_s,
+        abandoned_after_s=settings.worker_abandoned_after_s, maintenance_interval=settings.worker_maintenance_s,
+        # an idle worker waits on the queue at most worker_ttl - 15 s before its next maintenance check
+        worker_ttl=settings.worker_maintenance_s + 15,
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -27,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     connection = redis_connection(settings)
     queues = [get_queue(QueueName(name), connection) for name in args.queues]
     logger.info("worker listening on %s at %s", args.queues, settings.redis_url)
-    Worker(queues, connection=connection).work(burst=args.burst, with_scheduler=True)
+    make_worker(queues, connection, settings).work(burst=args.burst, with_scheduler=True)
 
 
 if __name__ == "__main__":
