@@ -44,7 +44,7 @@ logger = logging.getLogger(__name__)
 _RECONSIDERED_SKIPS = ("class-cap", "class-filter", "blacklisted")
 
 
-@dataclass
+@dataclass(slots=True)
 class RowTask:
     image_id: str
     url: str
