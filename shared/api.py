@@ -6,6 +6,7 @@ caches), so tests that override ``get_settings`` get clients for their own bucke
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated
@@ -36,13 +37,22 @@ async def client_lifespan(app: FastAPI) -> AsyncIterator[None]:
             connection.close()
 
 
+_STORES_LOCK = threading.Lock()
+
+
 def get_store(request: Request, settings: SettingsDep) -> ObjectStore:
+    """The app's store for these settings, its bucket created before any request may use it (concurrent first
+    requests wait for the one that creates it, instead of racing ahead to a bucket that is not there yet)."""
     stores: dict[tuple[str, ...], ObjectStore] = request.app.state.stores
     key = (settings.s3_endpoint, settings.s3_access_key, settings.s3_bucket)
     store = stores.get(key)
     if store is None:
-        store = stores[key] = ObjectStore.from_settings(settings)
-        store.ensure_bucket()
+        with _STORES_LOCK:
+            store = stores.get(key)
+            if store is None:
+                store = ObjectStore.from_settings(settings)
+                store.ensure_bucket()
+                stores[key] = store
     return store
 
 

@@ -72,7 +72,8 @@ class ObjectStore:
     def __init__(self, client: Minio, bucket: str) -> None:
         self.client = client
         self.bucket = bucket
-        self._http = urllib3.PoolManager(retries=False, timeout=urllib3.Timeout(connect=5, read=30))
+        # kept connections per host: concurrent compare-and-set writers (one per request thread) reuse them
+        self._http = urllib3.PoolManager(maxsize=16, retries=False, timeout=urllib3.Timeout(connect=5, read=30))
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ObjectStore:
