@@ -188,12 +188,13 @@ class Harvester:
             if status == HarvestStatus.skipped and not (error or "").startswith(_RECONSIDERED_SKIPS):
                 continue
             if classes is not None and species not in classes:
-                self._remember(RowResult(image_id=image_id, status="skipped",
+                self._remember(RowResult(image_id=image_id, status=HarvestStatus.skipped,
                                          error="class-filter: not among the requested classes"))
                 continue
             entry = self.blacklist.match(url)
             if entry is not None:
-                self._remember(RowResult(image_id=image_id, status="skipped", error=f"blacklisted: {entry.entry}"))
+                self._remember(RowResult(image_id=image_id, status=HarvestStatus.skipped,
+                                         error=f"blacklisted: {entry.entry}"))
                 continue
             candidates[cls].append(RowTask(image_id, url, domain or "", cls))
         cap = self.options.max_per_class
@@ -284,14 +285,14 @@ class Harvester:
                 error = f"{detail}{'; ' if ':' in detail else ': '}after {task.attempts + 1} attempts"
                 if gate.given_up:
                     error = f"domain-unreachable: {fetched.error}; gave up after {gate.parks - 1} parks"
-                self._record(task, RowResult(image_id=task.image_id, status="failed", error=error))
+                self._record(task, RowResult(image_id=task.image_id, status=HarvestStatus.failed, error=error))
                 return
             if fetched.outcome is Outcome.ok:
                 gate.on_success(fetched.elapsed_s)
             elif fetched.outcome is Outcome.failed:
                 gate.on_failure(now, host_trouble=fetched.host_trouble)
             if fetched.outcome is not Outcome.ok:
-                self._record(task, RowResult(image_id=task.image_id, status=fetched.outcome.value,
+                self._record(task, RowResult(image_id=task.image_id, status=HarvestStatus(fetched.outcome.value),
                                              error=fetched.error))
                 return
             self._in_flight -= 1
@@ -307,7 +308,7 @@ class Harvester:
             raise
         except Exception as exc:  # noqa: BLE001 - one row's surprise must not stop the harvest
             logger.exception("harvest %s: row %s failed unexpectedly", self.request.id, task.image_id)
-            self._record(task, RowResult(image_id=task.image_id, status="failed",
+            self._record(task, RowResult(image_id=task.image_id, status=HarvestStatus.failed,
                                          error=f"internal: {type(exc).__name__}: {str(exc)[:160]}"))
         finally:
             if holding_slot:
@@ -319,10 +320,10 @@ class Harvester:
         assert self._pool is not None
         image: Normalised = await loop.run_in_executor(self._pool, normalise, data, self.policy)
         if image.status != HarvestStatus.ok or image.sha256 is None:
-            return RowResult(image_id=task.image_id, status=image.status, error=image.error,
+            return RowResult(image_id=task.image_id, status=HarvestStatus(image.status), error=image.error,
                              width=image.width, height=image.height)
         key, _created = await self._sink.put(image.sha256, image.data)
-        return RowResult(image_id=task.image_id, status="ok", sha256=image.sha256, bytes=len(image.data),
+        return RowResult(image_id=task.image_id, status=HarvestStatus.ok, sha256=image.sha256, bytes=len(image.data),
                          width=image.width, height=image.height, storage_key=key)
 
     def _backoff(self, attempt: int) -> float:
@@ -341,7 +342,7 @@ class Harvester:
     def _fail_domain(self, gate: DomainGate) -> None:
         while gate.queue:
             task = gate.queue.popleft()
-            self._record(task, RowResult(image_id=task.image_id, status="failed",
+            self._record(task, RowResult(image_id=task.image_id, status=HarvestStatus.failed,
                                          error=f"domain-unreachable: {gate.name} parked {gate.max_parks} times"))
 
     async def _stop_tasks(self) -> None:
@@ -374,7 +375,7 @@ class Harvester:
         for cls, waiting in self._waiting.items():
             while waiting:
                 task = waiting.popleft()
-                self._remember(RowResult(image_id=task.image_id, status="skipped",
+                self._remember(RowResult(image_id=task.image_id, status=HarvestStatus.skipped,
                                          error=f"class-cap: {cap} images of {cls} stored"))
 
     async def _checkpoint(self) -> None:

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.downloader.harvest.options import HarvestOptions
 from shared.queue import JobState
+from shared.schemas import HarvestStatus
 from shared.storage import ObjectNotFound, ObjectStore
 
 logger = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ class RowResult(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     image_id: str
-    status: str
+    status: HarvestStatus
     error: str | None = None
     sha256: str | None = None
     bytes: int | None = None
