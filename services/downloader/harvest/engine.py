@@ -23,6 +23,7 @@ from typing import Any
 
 import aiohttp
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from services.downloader.core.config import DownloaderSettings
 from services.downloader.harvest.domains import DomainGate
@@ -42,6 +43,14 @@ logger = logging.getLogger(__name__)
 
 # Skips that a new harvest decides afresh (its own options and today's blacklist); others stay.
 _RECONSIDERED_SKIPS = ("class-cap", "class-filter", "blacklisted")
+
+
+def shared_values(column: pa.ChunkedArray) -> list[Any]:
+    """``column.to_pylist()``, with every repeated value the same Python object (a row keeps a reference,
+    not a copy: a million rows of twenty domains hold twenty strings)."""
+    encoded = pc.dictionary_encode(column.combine_chunks())
+    values = encoded.dictionary.to_pylist()
+    return [None if index is None else values[index] for index in encoded.indices.to_pylist()]
 
 
 @dataclass(slots=True)
@@ -168,7 +177,9 @@ class Harvester:
 
     # ------------------------------------------------------------------ plan
     def _plan(self, table: pa.Table, done: dict[str, RowResult]) -> None:
-        columns = table.select(["image_id", "url", "domain", "species", "status", "error"]).to_pydict()
+        columns = {name: table.column(name).to_pylist() for name in ("image_id", "url", "error")}
+        for name in ("domain", "species", "status"):  # few distinct values: one str object each, not one per row
+            columns[name] = shared_values(table.column(name))
         classes = set(self.options.classes) if self.options.classes else None
         candidates: dict[str, list[RowTask]] = defaultdict(list)
         self._total_rows = table.num_rows
