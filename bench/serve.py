@@ -315,6 +315,7 @@ def main() -> None:
     args = parser.parse_args()
     os.chdir(ROOT)
 
+    from shared.cpus import available_cpus
     from shared.registry import ClassLabel, ModelCard, ModelRegistry, ModelStatus, model_key
     from shared.settings import Settings
     from shared.stack import LocalStack
@@ -326,7 +327,7 @@ def main() -> None:
         work = Path(tmp)
         model_path = build_model(work / "model.keras")
         jpeg = sample_jpeg()
-        threads = max(1, (os.cpu_count() or 2) // 2)
+        threads = max(1, available_cpus() // 2)  # as the server does by default
 
         def measure_bare() -> Bare:
             return {"default": bare_call(model_path, jpeg, 0), "same": bare_call(model_path, jpeg, threads)}

@@ -43,7 +43,7 @@ class DownloaderSettings(BaseSettings):
     # and on uvloop the event loop keeps up (bench/results/harvest.md: threads beat processes there, which pay
     # for pickling every image both ways); "process" keeps all Python-level work off the loop's thread.
     cpu_pool: str = Field(default="thread", pattern="^(process|thread)$")
-    cpu_workers: int = Field(default=0, ge=0, description="0: two threads per core, or one process per core")
+    cpu_workers: int = Field(default=0, ge=0, description="0: two threads per usable CPU, or one process per CPU")
     # Concurrent uploads to object storage.
     store_concurrency: int = Field(default=16, ge=1)
     max_upload_bytes: int = Field(default=200 * 1024 * 1024, ge=1)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
-import os
 import random
 import time
 from collections import Counter, defaultdict, deque
@@ -33,6 +32,7 @@ from services.downloader.harvest.merge import harvest_stats, merge_results, resu
 from services.downloader.harvest.safety import GuardedResolver
 from services.downloader.harvest.sink import ImageSink
 from services.downloader.harvest.state import HarvestOutcome, HarvestRequest, HarvestState, RowResult
+from shared.cpus import available_cpus
 from shared.curation import Blacklist
 from shared.manifests import ManifestStore
 from shared.queue import JobState
@@ -456,7 +456,7 @@ class Harvester:
 
     # ------------------------------------------------------------------ resources
     def _make_pool(self) -> Executor:
-        cores = os.cpu_count() or 2
+        cores = available_cpus()
         if self.settings.cpu_pool == "thread":
             # two per core: while one thread holds the GIL for Pillow's Python-level steps, another decodes
             return ThreadPoolExecutor(self.settings.cpu_workers or 2 * cores, thread_name_prefix="harvest-cpu")

@@ -32,7 +32,7 @@ class InferenceSettings(BaseSettings):
     # remaining cores decode uploads and run the curator filter. With MobileNetV3-Small on 2 cores one thread
     # answers a single image in 3.5 ms where TF's default (all cores) takes 6.5 ms, and batches of 32 are no
     # slower (bench/results/serve.md). Raise it for big backbones on many cores.
-    tf_intra_op_threads: int = Field(default=0, ge=0, description="0: half the cores (at least 1)")
+    tf_intra_op_threads: int = Field(default=0, ge=0, description="0: half the CPUs the process may use (at least 1)")
 
     # Hot swap
     poll_interval_s: float = Field(default=5.0, gt=0)

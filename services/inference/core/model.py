@@ -7,7 +7,6 @@ calls :meth:`ServedModel.predict`, a ``tf.function`` traced once for any batch s
 from __future__ import annotations
 
 import logging
-import os
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from shared.cpus import available_cpus
 from shared.registry import ModelCard, ModelRegistry, model_key
 
 logger = logging.getLogger(__name__)
@@ -58,11 +58,12 @@ class ServedModel:
 
 
 def configure_threads(intra_op_threads: int) -> int:
-    """Set TensorFlow's intra-op thread count (0: half the cores, at least 1) before its runtime starts.
+    """Set TensorFlow's intra-op thread count (0: half the CPUs the process may use, at least 1) before its
+    runtime starts.
 
     Returns the count in force; once TensorFlow has run an op the setting is fixed, which is logged.
     """
-    wanted = intra_op_threads or max(1, (os.cpu_count() or 2) // 2)
+    wanted = intra_op_threads or max(1, available_cpus() // 2)
     try:
         tf.config.threading.set_intra_op_parallelism_threads(wanted)
     except RuntimeError:

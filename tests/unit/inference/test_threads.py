@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from shared.cpus import available_cpus
+
 pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -34,7 +36,7 @@ def run(threads: int) -> list[int]:
 
 
 def test_default_is_half_the_cores_and_a_late_change_keeps_what_is_in_force() -> None:
-    half = max(1, (os.cpu_count() or 2) // 2)
+    half = max(1, available_cpus() // 2)
     assert run(0) == [half, half, half]
 
 
