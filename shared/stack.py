@@ -87,6 +87,9 @@ class StackState:
         }
 
 
+VOLUME_MAX = 1000
+
+
 class LocalStack:
     """Start, check and stop SeaweedFS + Redis under one directory."""
 
@@ -187,6 +190,10 @@ class LocalStack:
             weed, "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-webdav=false",
             "-admin.ui=false", "-master.telemetry=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
             f"-s3.port={state.s3_port}", f"-s3.config={keys_path}", "-s3.allowDeleteBucketNotEmpty=false",
+            # Each bucket is a SeaweedFS collection with volumes of its own; the limit weed mini works out
+            # by itself allowed 66 buckets here, then every PUT to a new bucket failed with 500 ("no free
+            # volumes"). Volumes are sparse files: 1,000 cost nothing until written.
+            f"-volume.max={VOLUME_MAX}",
             *(f"-{name}={port}" for name, port in ports.items()),
         ]
         log = open(self.dir / "s3.log", "ab")  # noqa: SIM115 - handed to the child process

@@ -1,11 +1,13 @@
 """ObjectStore against the real S3 server (SeaweedFS), including compare-and-set under contention."""
 
 from concurrent.futures import ThreadPoolExecutor
+from uuid import uuid4
 
 import httpx
 import pytest
 
 from shared.storage import InvalidKey, ObjectNotFound, ObjectStore, PreconditionFailed
+from tests.conftest import make_settings
 
 pytestmark = pytest.mark.e2e
 
@@ -69,3 +71,16 @@ def test_concurrent_increments_lose_no_update(store: ObjectStore) -> None:
     final = store.read_pointer(key)
     assert final is not None and final.value["n"] == 40
     assert conflicts > 0  # the writers really raced
+
+
+def test_the_local_stack_holds_many_buckets_with_data(stack) -> None:
+    """Each bucket is a SeaweedFS collection with volumes of its own: weed mini's own volume limit let 66
+    buckets hold data on this machine, then every PUT to a new one failed with 500 ("no free volumes")."""
+    def fill(_: int) -> bytes:
+        store = ObjectStore.from_settings(make_settings(stack, f"many-{uuid4().hex[:12]}"))
+        store.ensure_bucket()
+        store.put_bytes("images/ab/1.jpg", b"\xff\xd8photo")
+        return store.get_bytes("images/ab/1.jpg")
+
+    with ThreadPoolExecutor(8) as pool:
+        assert list(pool.map(fill, range(100))) == [b"\xff\xd8photo"] * 100
