@@ -423,7 +423,8 @@ class Harvester:
             "total": self._planned + self._resumed,
             "done": self._finished_now + self._resumed,
             "remaining": remaining,
-            "in_flight": self._in_flight,
+            "in_flight": self._in_flight,  # being fetched
+            "processing": self._processing,  # fetched, being validated, resized or stored
             "resumed": self._resumed,
             "ok": self._counts.status[HarvestStatus.ok],
             "failed": self._counts.status[HarvestStatus.failed],
