@@ -80,7 +80,7 @@ class _Counts:
 
     def add(self, result: RowResult) -> None:
         self.status[result.status] += 1
-        reason = (result.error or "").split(":", 1)[0] or "unknown"
+        reason = reason_of(result.error)
         if result.status == HarvestStatus.failed:
             self.failed[reason] += 1
         elif result.status == HarvestStatus.skipped:
@@ -89,6 +89,7 @@ class _Counts:
 
 
 def reason_of(error: str | None) -> str:
+    """The reason of an ``error`` written as ``reason: detail``."""
     return (error or "").split(":", 1)[0] or "unknown"
 
 

@@ -57,8 +57,6 @@ def duplicate_of(table: pa.Table) -> pa.ChunkedArray:
 
 def harvest_stats(table: pa.Table) -> dict[str, int]:
     counts = {row["values"]: row["counts"] for row in pc.value_counts(table.column("status")).to_pylist()}
-    return {
-        "ok": counts.get("ok", 0), "failed": counts.get("failed", 0),
-        "skipped": counts.get("skipped", 0), "pending": counts.get("pending", 0),
-        "duplicates": table.column("duplicate_of").length() - table.column("duplicate_of").null_count,
-    }
+    duplicates = table.column("duplicate_of")
+    return {**{status.value: counts.get(status.value, 0) for status in HarvestStatus},
+            "duplicates": len(duplicates) - duplicates.null_count}
