@@ -69,9 +69,10 @@ class Pointer:
 class ObjectStore:
     """One bucket of S3-compatible storage."""
 
-    def __init__(self, client: Minio, bucket: str) -> None:
+    def __init__(self, client: Minio, bucket: str, settings: Settings | None = None) -> None:
         self.client = client
         self.bucket = bucket
+        self.settings = settings  # how it was made, so another process can make its own (see __reduce__)
         # kept connections per host: concurrent compare-and-set writers (one per request thread) reuse them
         self._http = urllib3.PoolManager(maxsize=16, retries=False, timeout=urllib3.Timeout(connect=5, read=30))
 
@@ -84,7 +85,13 @@ class ObjectStore:
             secure=settings.s3_secure,
             region=settings.s3_region,
         )
-        return cls(client, settings.s3_bucket)
+        return cls(client, settings.s3_bucket, settings)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Sent to another process (pickled), a store made from settings connects anew there."""
+        if self.settings is None:
+            raise TypeError("only an ObjectStore made by from_settings can be sent to another process")
+        return (ObjectStore.from_settings, (self.settings,))
 
     def ensure_bucket(self) -> None:
         if not self.client.bucket_exists(self.bucket):

@@ -39,11 +39,16 @@ class DownloaderSettings(BaseSettings):
     checkpoint_interval_s: float = Field(default=2.0, gt=0)
     progress_interval_s: float = Field(default=0.5, gt=0)
 
-    # CPU work (decode, validate, resize). "thread": Pillow lets go of the GIL while it decodes and resizes,
-    # and on uvloop the event loop keeps up (bench/results/harvest.md: threads beat processes there, which pay
-    # for pickling every image both ways); "process" keeps all Python-level work off the loop's thread.
-    cpu_pool: str = Field(default="thread", pattern="^(process|thread)$")
-    cpu_workers: int = Field(default=0, ge=0, description="0: two threads per usable CPU, or one process per CPU")
+    # Fetch lanes: each is a process with its own event loop and thread pool, fetching, validating,
+    # resizing and storing the rows of its share of the domains. One lane keeps about two CPUs busy (its
+    # loop and the Python steps of the image work share one interpreter lock; Pillow's decoding and
+    # resizing run beside them), so a big machine needs several to use its cores. 0: one per two usable
+    # CPUs (1 on a 2-CPU machine). A single lane runs in the harvest's own process, no child process.
+    lanes: int = Field(default=0, ge=0)
+    # ... and no more lanes than one per this many rows to fetch (starting a lane takes about a second).
+    rows_per_lane: int = Field(default=200, ge=1)
+    # Threads per lane for the CPU work (Pillow lets go of the lock while it decodes and resizes).
+    cpu_threads: int = Field(default=0, ge=0, description="0: two per usable CPU, divided among the lanes")
     # Concurrent uploads to object storage.
     store_concurrency: int = Field(default=16, ge=1)
     max_upload_bytes: int = Field(default=200 * 1024 * 1024, ge=1)

@@ -1,36 +1,30 @@
-"""The harvest engine: one event loop keeps many requests in flight across domains, a worker pool does
-the CPU work (decode, validate, resize), and object storage receives each image once.
+"""The harvest engine: plans the rows, spreads their domains over fetch lanes (one per two usable CPUs,
+see ``lanes.py``), keeps every row's result, checkpoints, reports progress and writes the new manifest version.
 
-Flow of one row: plan (class filter, blacklist, class cap) -> domain queue -> fetch (per-domain and
-global limits) -> normalise in the pool -> content-addressed write -> result -> checkpoint. A harvest
-restarted after a crash reads its checkpoints and only fetches rows without a result.
+Flow of one row: plan (class filter, blacklist, class cap) -> its domain's route -> a lane (per-domain and
+global limits, fetch, normalise in the lane's pool, content-addressed write) -> result -> checkpoint. A
+harvest restarted after a crash reads its checkpoints and only fetches rows without a result.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import multiprocessing
-import random
+import math
 import time
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import aiohttp
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from services.downloader.core.config import DownloaderSettings
-from services.downloader.harvest.domains import DomainGate
-from services.downloader.harvest.fetch import FetchLimits, Outcome, fetch_image
-from services.downloader.harvest.imaging import ImagePolicy, Normalised, normalise
+from services.downloader.harvest.lane import LaneConfig, RowTask
+from services.downloader.harvest.lanes import Lane, LocalLane, ProcessLane
 from services.downloader.harvest.merge import harvest_stats, merge_results, results_table
-from services.downloader.harvest.safety import GuardedResolver
-from services.downloader.harvest.sink import ImageSink
 from services.downloader.harvest.state import HarvestOutcome, HarvestRequest, HarvestState, RowResult
 from shared.cpus import available_cpus
 from shared.curation import Blacklist
@@ -51,15 +45,6 @@ def shared_values(column: pa.ChunkedArray) -> list[Any]:
     encoded = pc.dictionary_encode(column.combine_chunks())
     values = encoded.dictionary.to_pylist()
     return [None if index is None else values[index] for index in encoded.indices.to_pylist()]
-
-
-@dataclass(slots=True)
-class RowTask:
-    image_id: str
-    url: str
-    domain: str
-    species: str
-    attempts: int = 0
 
 
 @dataclass
@@ -93,6 +78,51 @@ def reason_of(error: str | None) -> str:
     return (error or "").split(":", 1)[0] or "unknown"
 
 
+@dataclass(frozen=True)
+class Share:
+    """The lanes that fetch one domain, and each one's limit of requests in flight to it."""
+
+    lanes: tuple[int, ...]
+    limits: tuple[int, ...]
+
+
+def share_domains(rows: dict[str, int], lanes: int, per_domain: int) -> dict[str, Share]:
+    """Spread domains over ``lanes`` so each lane gets about the same number of rows.
+
+    A domain stays in one lane when it fits; a domain with more than a lane's share of the rows (often one
+    host serves most of a GBIF download) is split over several lanes, and its ``per_domain`` limit with it,
+    so that the lanes together never send it more than ``per_domain`` requests at once."""
+    target = sum(rows.values()) / max(1, lanes)
+    load = [0.0] * lanes
+    shares: dict[str, Share] = {}
+    for domain, count in sorted(rows.items(), key=lambda item: (-item[1], item[0])):
+        parts = 1
+        if count > target and per_domain >= 2:
+            parts = min(lanes, per_domain, math.ceil(count / target))
+        chosen = sorted(sorted(range(lanes), key=lambda lane: (load[lane], lane))[:parts])
+        for lane in chosen:
+            load[lane] += count / parts
+        base, extra = divmod(per_domain, parts)
+        shares[domain] = Share(tuple(chosen), tuple(base + (slot < extra) for slot in range(parts)))
+    return shares
+
+
+@dataclass
+class _Route:
+    """How one domain's rows reach its lanes: a queue here, and at most ``window`` rows out in each lane
+    (a lane holds a few rows per domain, not the whole plan; a split domain's faster lane takes more)."""
+
+    share: Share
+    queue: deque[RowTask] = field(default_factory=deque)
+    sent: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.sent = [0] * len(self.share.lanes)
+
+    def window(self, slot: int) -> int:
+        return 2 * self.share.limits[slot] + 16
+
+
 class Harvester:
     def __init__(self, store: ObjectStore, request: HarvestRequest, settings: DownloaderSettings,
                  blacklist: Blacklist, hooks: HarvestHooks | None = None) -> None:
@@ -104,31 +134,23 @@ class Harvester:
         self.hooks = hooks or HarvestHooks()
         self.state = HarvestState(store, request.id)
         self.manifests = ManifestStore(store)
-        self.policy = ImagePolicy(
-            max_side=self.options.resize.max_side, quality=self.options.resize.quality,
-            min_width=self.options.min_width, min_height=self.options.min_height,
-            max_pixels=self.options.max_pixels,
-        )
-        self.limits = FetchLimits(self.options.max_bytes, self.options.max_redirects, settings.allow_loopback)
-        self._gates: dict[str, DomainGate] = {}
+        self._routes: dict[str, _Route] = {}
+        self._lanes: list[Lane] = []
+        self._outgoing: dict[int, list[RowTask]] = defaultdict(list)
+        self._sent_to: dict[str, int] = {}  # image id -> its slot in its route (which of the domain's lanes)
         self._results: dict[str, RowResult] = {}
         self._unsaved: list[RowResult] = []
         self._counts = _Counts()
         self._resumed = 0
         self._ok_per_class: Counter[str] = Counter()
         self._waiting: dict[str, deque[RowTask]] = defaultdict(deque)
-        self._outstanding = 0
-        self._in_flight = 0  # rows being fetched: bounded by options.concurrency
-        self._processing = 0  # rows fetched and waiting for the CPU pool or storage
+        self._outstanding = 0  # planned rows without a result yet
         self._planned = 0
         self._finished_now = 0
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._timers: set[asyncio.TimerHandle] = set()
-        self._wake = asyncio.Event()
+        self._all_done = asyncio.Event()
         self._cancelled = False
         self._started = time.monotonic()
         self._total_rows = 0
-        self._pool: Executor | None = None
 
     # ------------------------------------------------------------------ run
     async def run(self) -> HarvestOutcome:
@@ -140,22 +162,15 @@ class Harvester:
         done = await asyncio.to_thread(self.state.load_results)
         self._plan(table, done)
         logger.info("harvest %s: %d rows, %d to fetch, %d resumed from checkpoints", self.request.id,
-                    table.num_rows, self._outstanding + sum(len(w) for w in self._waiting.values()), len(done))
-        self._pool = self._make_pool()
+                    table.num_rows, self._planned, len(done))
+        ticker = asyncio.create_task(self._tick_loop())
         try:
-            async with self._web_session() as web, self._storage_session() as s3:
-                self._web = web
-                self._sink = ImageSink(self.store, s3, self.settings.store_concurrency)
-                ticker = asyncio.create_task(self._tick_loop())
-                try:
-                    await self._dispatch()
-                finally:
-                    ticker.cancel()
-                    await asyncio.gather(ticker, return_exceptions=True)
-                    await self._stop_tasks()
-                    await self._checkpoint()
+            if self._outstanding:
+                await self._fetch()
         finally:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            ticker.cancel()
+            await asyncio.gather(ticker, return_exceptions=True)
+            await self._checkpoint()
         if self._cancelled:
             outcome = HarvestOutcome(state=JobState.cancelled, dataset=self.request.dataset,
                                      parent_version=self.request.version,
@@ -174,7 +189,31 @@ class Harvester:
 
     def cancel(self) -> None:
         self._cancelled = True
-        self._wake.set()
+        self._all_done.set()
+
+    async def _fetch(self) -> None:
+        """Start the lanes, feed them, and wait until every planned row has its result (or a cancel)."""
+        self._lanes = self._make_lanes()
+        runs = [asyncio.create_task(lane.run()) for lane in self._lanes]
+        for route in self._routes.values():
+            self._feed(route)
+        self._send()
+        everything = asyncio.create_task(self._all_done.wait())
+        try:
+            waiting: set[asyncio.Future[Any]] = {everything, *runs}
+            while not everything.done():
+                finished, waiting = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                for run in finished:
+                    if run is not everything and run.exception() is not None:
+                        raise run.exception()  # type: ignore[misc]  # a lane failed: the harvest fails
+            for lane in self._lanes:
+                lane.cancel() if self._cancelled else lane.finish()
+            await asyncio.gather(*runs)
+        finally:
+            everything.cancel()
+            for run in runs:
+                run.cancel()
+            await asyncio.gather(everything, *runs, return_exceptions=True)
 
     # ------------------------------------------------------------------ plan
     def _plan(self, table: pa.Table, done: dict[str, RowResult]) -> None:
@@ -183,6 +222,7 @@ class Harvester:
             columns[name] = shared_values(table.column(name))
         classes = set(self.options.classes) if self.options.classes else None
         candidates: dict[str, list[RowTask]] = defaultdict(list)
+        rows_per_domain: Counter[str] = Counter()
         self._total_rows = table.num_rows
         for image_id, url, domain, species, status, error in zip(
                 columns["image_id"], columns["url"], columns["domain"], columns["species"], columns["status"],
@@ -209,6 +249,10 @@ class Harvester:
                                          error=f"blacklisted: {entry.entry}"))
                 continue
             candidates[cls].append(RowTask(image_id, url, domain or "", cls))
+            rows_per_domain[domain or ""] += 1
+        shares = share_domains(rows_per_domain, self._lane_count(sum(rows_per_domain.values())),
+                               self.options.per_domain)
+        self._routes = {domain: _Route(share) for domain, share in shares.items()}
         cap = self.options.max_per_class
         for cls, tasks in candidates.items():
             budget = len(tasks) if cap is None else max(0, cap - self._ok_per_class[cls])
@@ -217,153 +261,71 @@ class Harvester:
             self._waiting[cls].extend(tasks[budget:])
         self._planned = self._outstanding + sum(len(w) for w in self._waiting.values())
 
-    def _gate(self, domain: str) -> DomainGate:
-        gate = self._gates.get(domain)
-        if gate is None:
-            gate = self._gates[domain] = DomainGate(
-                domain, self.options.per_domain, self.options.breaker_failures, self.options.park_s,
-                self.options.max_parks)
-        return gate
+    def _lane_count(self, rows: int) -> int:
+        """Lanes wanted: one per two usable CPUs (or as set), but no more than the rows fill."""
+        wanted = self.settings.lanes or math.ceil(available_cpus() / 2)
+        return max(1, min(wanted, math.ceil(rows / self.settings.rows_per_lane)))
 
     def _enqueue(self, task: RowTask) -> None:
-        self._gate(task.domain).queue.append(task)
+        self._routes[task.domain].queue.append(task)
         self._outstanding += 1
 
-    # ------------------------------------------------------------------ dispatch
-    async def _dispatch(self) -> None:
-        rotation = 0
-        while self._outstanding > 0 and not self._cancelled:
-            self._wake.clear()
-            now = time.monotonic()
-            gates = [gate for gate in self._gates.values() if gate.queue]
-            if gates:
-                rotation = (rotation + 1) % len(gates)
-                gates = gates[rotation:] + gates[:rotation]
-            next_time: float | None = None
-            for gate in gates:
-                if gate.given_up:
-                    self._fail_domain(gate)
-                    continue
-                while self._has_room() and gate.ready(now):
-                    self._launch(gate, gate.queue.popleft())
-                if gate.queue and gate.not_before > now:
-                    next_time = gate.not_before if next_time is None else min(next_time, gate.not_before)
-            if self._outstanding == 0:
-                break
-            timeout = None if next_time is None else max(0.005, next_time - time.monotonic())
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout)
-            except TimeoutError:
-                pass
-        if not self._cancelled:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+    # ------------------------------------------------------------------ lanes
+    def _make_lanes(self) -> list[Lane]:
+        used = sorted({lane for route in self._routes.values() for lane in route.share.lanes})
+        renumber = {old: new for new, old in enumerate(used)}
+        for route in self._routes.values():
+            route.share = Share(tuple(renumber[lane] for lane in route.share.lanes), route.share.limits)
+        count = len(used)
+        cores = available_cpus()
+        lane_kind: type[LocalLane] | type[ProcessLane] = LocalLane if count == 1 else ProcessLane
+        lanes: list[Lane] = []
+        for lane in range(count):
+            config = LaneConfig(
+                harvest_id=self.request.id, options=self.options, settings=self.settings, blacklist=self.blacklist,
+                concurrency=max(1, self.options.concurrency // count),
+                cpu_threads=self.settings.cpu_threads or max(2, 2 * cores // count),
+                domain_limits={domain: limit for domain, route in self._routes.items()
+                               for at, limit in zip(route.share.lanes, route.share.limits, strict=True)
+                               if at == lane and limit != self.options.per_domain},
+            )
+            lanes.append(lane_kind(config, self.store, self._take_results))
+        logger.info("harvest %s: %d lane(s) over %d domain(s)", self.request.id, count, len(self._routes))
+        return lanes
 
-    def _has_room(self) -> bool:
-        """A free network slot, and not too many fetched images waiting for the CPU (memory stays bounded).
+    def _feed(self, route: _Route) -> None:
+        for slot, lane in enumerate(route.share.lanes):
+            room = min(route.window(slot) - route.sent[slot], len(route.queue))
+            if room <= 0:
+                continue
+            route.sent[slot] += room
+            outgoing = self._outgoing[lane]
+            for _ in range(room):
+                task = route.queue.popleft()
+                self._sent_to[task.image_id] = slot
+                outgoing.append(task)
 
-        A row gives its network slot back as soon as its bytes are in, so fetching goes on while the pool
-        decodes: the network and the CPU are busy at the same time instead of taking turns."""
-        concurrency = self.options.concurrency
-        return self._in_flight < concurrency and self._in_flight + self._processing < 2 * concurrency
+    def _send(self) -> None:
+        for lane, tasks in self._outgoing.items():
+            if tasks:
+                self._lanes[lane].send(tasks)
+        self._outgoing.clear()
 
-    def _launch(self, gate: DomainGate, task: RowTask) -> None:
-        gate.in_flight += 1
-        self._in_flight += 1
-        running = asyncio.create_task(self._handle(gate, task))
-        self._tasks.add(running)
-        running.add_done_callback(self._tasks.discard)
-
-    async def _handle(self, gate: DomainGate, task: RowTask) -> None:
-        holding_slot = True
-        try:
-            try:
-                fetched = await fetch_image(self._web, task.url, self.limits, self.blacklist)
-            finally:
-                gate.in_flight -= 1
-            now = time.monotonic()
-            if fetched.outcome is Outcome.retry:
-                backoff = self._backoff(task.attempts)
-                if fetched.throttled:
-                    gate.on_throttle(now, fetched.retry_after_s if fetched.retry_after_s is not None else backoff)
-                else:
-                    gate.on_failure(now, host_trouble=fetched.host_trouble)
-                if task.attempts < self.options.retries and not gate.given_up:
-                    task.attempts += 1
-                    self._in_flight -= 1
-                    holding_slot = False
-                    self._retry_later(gate, task, max(backoff, fetched.retry_after_s or 0.0))
-                    return
-                detail = fetched.error or "transient error"
-                error = f"{detail}{'; ' if ':' in detail else ': '}after {task.attempts + 1} attempts"
-                if gate.given_up:
-                    error = f"domain-unreachable: {fetched.error}; gave up after {gate.parks - 1} parks"
-                self._record(task, RowResult(image_id=task.image_id, status=HarvestStatus.failed, error=error))
-                return
-            if fetched.outcome is Outcome.ok:
-                gate.on_success(fetched.elapsed_s)
-            elif fetched.outcome is Outcome.failed:
-                gate.on_failure(now, host_trouble=fetched.host_trouble)
-            if fetched.outcome is not Outcome.ok:
-                self._record(task, RowResult(image_id=task.image_id, status=HarvestStatus(fetched.outcome.value),
-                                             error=fetched.error))
-                return
-            self._in_flight -= 1
-            holding_slot = False
-            self._processing += 1
-            self._wake.set()
-            try:
-                result = await self._normalise_and_store(task, fetched.data)
-            finally:
-                self._processing -= 1
-            self._record(task, result)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - one row's surprise must not stop the harvest
-            logger.exception("harvest %s: row %s failed unexpectedly", self.request.id, task.image_id)
-            self._record(task, RowResult(image_id=task.image_id, status=HarvestStatus.failed,
-                                         error=f"internal: {type(exc).__name__}: {str(exc)[:160]}"))
-        finally:
-            if holding_slot:
-                self._in_flight -= 1
-            self._wake.set()
-
-    async def _normalise_and_store(self, task: RowTask, data: bytes) -> RowResult:
-        loop = asyncio.get_running_loop()
-        assert self._pool is not None
-        image: Normalised = await loop.run_in_executor(self._pool, normalise, data, self.policy)
-        if image.status != HarvestStatus.ok or image.sha256 is None:
-            return RowResult(image_id=task.image_id, status=HarvestStatus(image.status), error=image.error,
-                             width=image.width, height=image.height)
-        key, _created = await self._sink.put(image.sha256, image.data)
-        return RowResult(image_id=task.image_id, status=HarvestStatus.ok, sha256=image.sha256, bytes=len(image.data),
-                         width=image.width, height=image.height, storage_key=key)
-
-    def _backoff(self, attempt: int) -> float:
-        base = min(self.options.max_backoff_s, self.options.backoff_s * 2**attempt)
-        return base * random.uniform(0.5, 1.5)
-
-    def _retry_later(self, gate: DomainGate, task: RowTask, delay: float) -> None:
-        def requeue() -> None:
-            self._timers.discard(handle)
-            gate.queue.append(task)
-            self._wake.set()
-
-        handle = asyncio.get_running_loop().call_later(delay, requeue)
-        self._timers.add(handle)
-
-    def _fail_domain(self, gate: DomainGate) -> None:
-        while gate.queue:
-            task = gate.queue.popleft()
-            self._record(task, RowResult(image_id=task.image_id, status=HarvestStatus.failed,
-                                         error=f"domain-unreachable: {gate.name} parked {gate.max_parks} times"))
-
-    async def _stop_tasks(self) -> None:
-        for handle in self._timers:
-            handle.cancel()
-        self._timers.clear()
-        for running in list(self._tasks):
-            running.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+    def _take_results(self, results: list[tuple[RowTask, RowResult]]) -> None:
+        """Results from a lane (on this loop): record them, and refill the routes they came from."""
+        touched: dict[str, _Route] = {}
+        for task, result in results:
+            route = self._routes[task.domain]
+            route.sent[self._sent_to.pop(task.image_id)] -= 1
+            touched[task.domain] = route
+            replacement = self._record(task, result)
+            if replacement is not None:
+                touched[replacement.domain] = self._routes[replacement.domain]
+        for route in touched.values():
+            self._feed(route)
+        self._send()
+        if self._outstanding == 0:
+            self._all_done.set()
 
     # ------------------------------------------------------------------ results
     def _remember(self, result: RowResult, resumed: bool = False) -> None:
@@ -372,7 +334,9 @@ class Harvester:
         if resumed:
             self._resumed += 1
 
-    def _record(self, task: RowTask, result: RowResult) -> None:
+    def _record(self, task: RowTask, result: RowResult) -> RowTask | None:
+        """Keep a finished row's result; returns the row queued in its place when the class cap reserved
+        the slot for this row and it did not store an image."""
         self._remember(result)
         self._unsaved.append(result)
         self._outstanding -= 1
@@ -380,7 +344,10 @@ class Harvester:
         if result.status == HarvestStatus.ok:
             self._ok_per_class[task.species] += 1
         elif self._waiting[task.species]:
-            self._enqueue(self._waiting[task.species].popleft())  # a reserved slot of the class came free
+            replacement = self._waiting[task.species].popleft()
+            self._enqueue(replacement)
+            return replacement
+        return None
 
     def _skip_class_waiting(self) -> None:
         cap = self.options.max_per_class
@@ -417,15 +384,16 @@ class Harvester:
         elapsed = max(1e-6, time.monotonic() - self._started)
         remaining = self._outstanding
         rate = self._finished_now / elapsed
-        now = time.monotonic()
+        lanes = [lane.status() for lane in self._lanes]
         return {
             "state": state.value,  # a plain str: this dict goes into RQ job meta and result.json
             "rows": self._total_rows,
             "total": self._planned + self._resumed,
             "done": self._finished_now + self._resumed,
             "remaining": remaining,
-            "in_flight": self._in_flight,  # being fetched
-            "processing": self._processing,  # fetched, being validated, resized or stored
+            "in_flight": sum(lane.in_flight for lane in lanes),  # being fetched
+            "processing": sum(lane.processing for lane in lanes),  # fetched, being validated, resized or stored
+            "lanes": len(lanes),
             "resumed": self._resumed,
             "ok": self._counts.status[HarvestStatus.ok],
             "failed": self._counts.status[HarvestStatus.failed],
@@ -436,13 +404,9 @@ class Harvester:
             "elapsed_s": round(elapsed, 2),
             "images_per_s": round(rate, 2),
             "eta_s": round(remaining / rate, 1) if rate > 0 and remaining else (0.0 if not remaining else None),
-            "domains_parked": sorted(g.name for g in self._gates.values() if g.not_before > now and g.parks),
-            "domains_given_up": sorted(g.name for g in self._gates.values() if g.given_up),
+            "domains_parked": sorted({name for lane in lanes for name in lane.parked}),
+            "domains_given_up": sorted({name for lane in lanes for name in lane.given_up}),
         }
-
-    def domain_report(self) -> dict[str, dict[str, Any]]:
-        now = time.monotonic()
-        return {name: gate.snapshot(now) for name, gate in sorted(self._gates.items())}
 
     # ------------------------------------------------------------------ manifest
     def _write_manifest(self, table: pa.Table) -> int:
@@ -455,28 +419,3 @@ class Harvester:
         info = self.manifests.write(self.request.dataset, table, Operation.harvest, parent=self.request.version,
                                     source=source, stats=stats)
         return info.version
-
-    # ------------------------------------------------------------------ resources
-    def _make_pool(self) -> Executor:
-        cores = available_cpus()
-        if self.settings.cpu_pool == "thread":
-            # two per core: while one thread holds the GIL for Pillow's Python-level steps, another decodes
-            return ThreadPoolExecutor(self.settings.cpu_workers or 2 * cores, thread_name_prefix="harvest-cpu")
-        workers = self.settings.cpu_workers or cores
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["services.downloader.harvest.imaging"])
-        return ProcessPoolExecutor(workers, mp_context=context)
-
-    def _web_session(self) -> aiohttp.ClientSession:
-        resolver = GuardedResolver(self.settings.resolve, self.settings.allow_loopback)
-        connector = aiohttp.TCPConnector(resolver=resolver, limit=self.options.concurrency, limit_per_host=0,
-                                         ttl_dns_cache=300, force_close=False)
-        timeout = aiohttp.ClientTimeout(total=self.options.total_timeout_s, connect=self.options.connect_timeout_s,
-                                        sock_read=self.options.read_timeout_s)
-        return aiohttp.ClientSession(connector=connector, timeout=timeout, trust_env=False,
-                                     cookie_jar=aiohttp.DummyCookieJar(),
-                                     headers={"User-Agent": self.settings.user_agent, "Accept": "image/*"})
-
-    def _storage_session(self) -> aiohttp.ClientSession:
-        connector = aiohttp.TCPConnector(limit=self.settings.store_concurrency)
-        return aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=120), trust_env=False)

@@ -42,8 +42,8 @@ def api(api_settings, tmp_path_factory):
         {f"{DOMAINS[2]}/blocked/": "test entry"})}, logs)
     settings = api_settings.model_copy(update={"curator_url": curator.url})
     env = {**settings_env(settings), **downloader_env(DownloaderSettings(
-        allow_loopback=True, cpu_pool="thread", cpu_workers=2, checkpoint_interval_s=0.2, progress_interval_s=0.1,
-        lease_ttl_s=3))}
+        allow_loopback=True, lanes=2, rows_per_lane=4, cpu_threads=2, checkpoint_interval_s=0.2,
+        progress_interval_s=0.1, lease_ttl_s=3))}
     service = start_service("downloader", APP, env, logs)
     worker = start_worker("harvest-worker", ["harvest"], env, logs)
     try:

@@ -27,17 +27,21 @@ AUTH = {"Authorization": f"Bearer {TEST_TOKEN}"}
 ROWS = 400
 
 
-def kill_tree(pid: int) -> list[int]:
-    """SIGKILL a worker, its work horse and the horse's CPU pool, by PID, as a crash would."""
+def kill_tree(pid: int, spare_lanes: bool = False) -> tuple[list[int], list[psutil.Process]]:
+    """SIGKILL a worker, its work horse and the horse's fetch lanes, by PID, as a crash would; with
+    ``spare_lanes`` only the worker and the horse (an OOM kill picks one process). Returns the PIDs killed
+    and the processes spared."""
     root = psutil.Process(pid)
-    victims = [root, *root.children(recursive=True)]
+    horses = root.children()
+    below = [process for horse in horses for process in horse.children(recursive=True)]
+    victims, spared = ([root, *horses], below) if spare_lanes else ([root, *horses, *below], [])
     for process in victims:
         try:
             os.kill(process.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
     psutil.wait_procs(victims, timeout=10)
-    return [process.pid for process in victims]
+    return [process.pid for process in victims], spared
 
 
 @pytest.fixture
@@ -58,7 +62,7 @@ FAST_RECOVERY = {"SPOREPRINT_WORKER_HEARTBEAT_S": "1", "SPOREPRINT_WORKER_ABANDO
 
 
 def start_and_kill(api: httpx.Client, workers: list, web: RunningWeb, store, tmp_path,
-                   dataset: str) -> tuple[str, list, dict]:
+                   dataset: str, spare_lanes: bool = False) -> tuple[str, list, dict]:
     """Start a harvest of ROWS rows, kill -9 the worker running it a quarter of the way in;
     (id, rows, results checkpointed before the kill)."""
     rows = species_rows(web, ROWS, domains=DOMAINS)
@@ -72,8 +76,12 @@ def start_and_kill(api: httpx.Client, workers: list, web: RunningWeb, store, tmp
         time.sleep(0.05)
     busy = [worker for worker in workers if psutil.Process(worker.pid).children()]  # it has a work horse
     assert len(busy) == 1
-    killed = kill_tree(busy[0].pid)
+    killed, spared = kill_tree(busy[0].pid, spare_lanes)
     assert len(killed) >= 2  # the worker and its work horse at least
+    if spare_lanes:
+        assert len(spared) >= 2  # the horse's two fetch lanes (and their fork server)
+        _, alive = psutil.wait_procs(spared, timeout=10)
+        assert not alive, f"fetch lanes outlived their harvest: {alive}"  # they notice and exit by themselves
     before = HarvestState(store, harvest_id).load_results()
     assert 0 < len(before) < ROWS, "the kill must land mid-harvest"
     return harvest_id, rows, before
@@ -106,11 +114,11 @@ def assert_exactly_once(view: dict, dataset: str, rows: list, before: dict, web:
 
 def test_kill_dash_nine_then_resume(slow_web, run_service, run_worker, settings, downloader_settings, store,
                                     manifests, tmp_path) -> None:
-    env = {**downloader_env(downloader_settings), "SPOREPRINT_DOWNLOADER_CPU_POOL": "process"}
+    env = downloader_env(downloader_settings)
     service = run_service("downloader", "services.downloader.main:app", settings, env)
     api = httpx.Client(base_url=service.url, timeout=30)
     worker = run_worker("resume-worker-1", ["harvest"], settings, env)
-    harvest_id, rows, before = start_and_kill(api, [worker], slow_web, store, tmp_path, "resume")
+    harvest_id, rows, before = start_and_kill(api, [worker], slow_web, store, tmp_path, "resume", spare_lanes=True)
 
     view = wait_for(api, harvest_id, {"interrupted"}, timeout=30)
     assert view["progress"]["done"] < ROWS

@@ -1,0 +1,285 @@
+"""A fetch lane: one event loop that fetches, validates, resizes and stores the rows it is given.
+
+A harvest runs one lane per two usable CPUs (see ``lanes.py``), each on its own domains, so that the Python work
+of many requests is not queued behind one interpreter lock. Inside a lane: per-domain gates (politeness),
+a global limit of requests in flight, a thread pool for the CPU work (Pillow lets go of the lock while it
+decodes and resizes) and content-addressed writes to object storage. Every row handed in comes back out
+exactly once, as a :class:`RowResult`, through ``report``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import aiohttp
+
+from services.downloader.core.config import DownloaderSettings
+from services.downloader.harvest.domains import DomainGate
+from services.downloader.harvest.fetch import FetchLimits, Outcome, fetch_image
+from services.downloader.harvest.imaging import ImagePolicy, Normalised, normalise
+from services.downloader.harvest.options import HarvestOptions
+from services.downloader.harvest.safety import GuardedResolver
+from services.downloader.harvest.sink import ImageSink
+from services.downloader.harvest.state import RowResult
+from shared.curation import Blacklist
+from shared.schemas import HarvestStatus
+from shared.storage import ObjectStore
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class RowTask:
+    image_id: str
+    url: str
+    domain: str
+    species: str
+    attempts: int = 0
+
+
+@dataclass(frozen=True)
+class LaneConfig:
+    """All a lane needs to know; picklable, so a lane can run in another process."""
+
+    harvest_id: str
+    options: HarvestOptions
+    settings: DownloaderSettings
+    blacklist: Blacklist
+    concurrency: int  # requests in flight in this lane, all its domains
+    cpu_threads: int
+    domain_limits: dict[str, int] = field(default_factory=dict)  # a domain shared by lanes gets a share
+
+
+@dataclass
+class LaneStatus:
+    in_flight: int = 0  # being fetched
+    processing: int = 0  # fetched, being validated, resized or stored
+    parked: list[str] = field(default_factory=list)
+    given_up: list[str] = field(default_factory=list)
+
+
+class FetchLane:
+    def __init__(self, config: LaneConfig, store: ObjectStore, report: Callable[[RowTask, RowResult], None]) -> None:
+        self.config = config
+        self.options = config.options
+        self.store = store
+        self.report = report
+        self.policy = ImagePolicy(
+            max_side=self.options.resize.max_side, quality=self.options.resize.quality,
+            min_width=self.options.min_width, min_height=self.options.min_height,
+            max_pixels=self.options.max_pixels,
+        )
+        self.limits = FetchLimits(self.options.max_bytes, self.options.max_redirects, config.settings.allow_loopback)
+        self._gates: dict[str, DomainGate] = {}
+        self._outstanding = 0  # handed in, not yet reported
+        self._in_flight = 0  # rows being fetched: bounded by config.concurrency
+        self._processing = 0  # rows fetched and waiting for the CPU pool or storage
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._timers: set[asyncio.TimerHandle] = set()
+        self._wake = asyncio.Event()
+        self._finishing = False
+        self._cancelled = False
+        self._pool: ThreadPoolExecutor | None = None
+
+    # ------------------------------------------------------------------ control (on the lane's loop thread)
+    def submit(self, tasks: Iterable[RowTask]) -> None:
+        for task in tasks:
+            self._gate(task.domain).queue.append(task)
+            self._outstanding += 1
+        self._wake.set()
+
+    def finish(self) -> None:
+        """No more rows will come: :meth:`run` returns once the rows handed in are reported."""
+        self._finishing = True
+        self._wake.set()
+
+    def cancel(self) -> None:
+        """Stop now: rows in progress are dropped unreported (a resumed harvest fetches them again)."""
+        self._cancelled = True
+        self._wake.set()
+
+    def status(self) -> LaneStatus:
+        now = time.monotonic()
+        return LaneStatus(
+            in_flight=self._in_flight, processing=self._processing,
+            parked=sorted(g.name for g in self._gates.values() if g.not_before > now and g.parks),
+            given_up=sorted(g.name for g in self._gates.values() if g.given_up),
+        )
+
+    # ------------------------------------------------------------------ run
+    async def run(self) -> None:
+        self._pool = ThreadPoolExecutor(self.config.cpu_threads, thread_name_prefix="harvest-cpu")
+        try:
+            async with self._web_session() as web, self._storage_session() as s3:
+                self._web = web
+                self._sink = ImageSink(self.store, s3, self.config.settings.store_concurrency)
+                try:
+                    await self._dispatch()
+                finally:
+                    await self._stop_tasks()
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+    async def _dispatch(self) -> None:
+        rotation = 0
+        while not self._cancelled and not (self._finishing and self._outstanding == 0):
+            self._wake.clear()
+            now = time.monotonic()
+            gates = [gate for gate in self._gates.values() if gate.queue]
+            if gates:
+                rotation = (rotation + 1) % len(gates)
+                gates = gates[rotation:] + gates[:rotation]
+            next_time: float | None = None
+            for gate in gates:
+                if gate.given_up:
+                    self._fail_domain(gate)
+                    continue
+                while self._has_room() and gate.ready(now):
+                    self._launch(gate, gate.queue.popleft())
+                if gate.queue and gate.not_before > now:
+                    next_time = gate.not_before if next_time is None else min(next_time, gate.not_before)
+            timeout = None if next_time is None else max(0.005, next_time - time.monotonic())
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            except TimeoutError:
+                pass
+
+    def _gate(self, domain: str) -> DomainGate:
+        gate = self._gates.get(domain)
+        if gate is None:
+            limit = self.config.domain_limits.get(domain, self.options.per_domain)
+            gate = self._gates[domain] = DomainGate(
+                domain, limit, self.options.breaker_failures, self.options.park_s, self.options.max_parks)
+        return gate
+
+    def _has_room(self) -> bool:
+        """A free network slot, and not too many fetched images waiting for the CPU (memory stays bounded).
+
+        A row gives its network slot back as soon as its bytes are in, so fetching goes on while the pool
+        decodes: the network and the CPU are busy at the same time instead of taking turns."""
+        concurrency = self.config.concurrency
+        return self._in_flight < concurrency and self._in_flight + self._processing < 2 * concurrency
+
+    def _launch(self, gate: DomainGate, task: RowTask) -> None:
+        gate.in_flight += 1
+        self._in_flight += 1
+        running = asyncio.create_task(self._handle(gate, task))
+        self._tasks.add(running)
+        running.add_done_callback(self._tasks.discard)
+
+    async def _handle(self, gate: DomainGate, task: RowTask) -> None:
+        holding_slot = True
+        try:
+            try:
+                fetched = await fetch_image(self._web, task.url, self.limits, self.config.blacklist)
+            finally:
+                gate.in_flight -= 1
+            now = time.monotonic()
+            if fetched.outcome is Outcome.retry:
+                backoff = self._backoff(task.attempts)
+                if fetched.throttled:
+                    gate.on_throttle(now, fetched.retry_after_s if fetched.retry_after_s is not None else backoff)
+                else:
+                    gate.on_failure(now, host_trouble=fetched.host_trouble)
+                if task.attempts < self.options.retries and not gate.given_up:
+                    task.attempts += 1
+                    self._in_flight -= 1
+                    holding_slot = False
+                    self._retry_later(gate, task, max(backoff, fetched.retry_after_s or 0.0))
+                    return
+                detail = fetched.error or "transient error"
+                error = f"{detail}{'; ' if ':' in detail else ': '}after {task.attempts + 1} attempts"
+                if gate.given_up:
+                    error = f"domain-unreachable: {fetched.error}; gave up after {gate.parks - 1} parks"
+                self._done(task, RowResult(image_id=task.image_id, status=HarvestStatus.failed, error=error))
+                return
+            if fetched.outcome is Outcome.ok:
+                gate.on_success(fetched.elapsed_s)
+            elif fetched.outcome is Outcome.failed:
+                gate.on_failure(now, host_trouble=fetched.host_trouble)
+            if fetched.outcome is not Outcome.ok:
+                self._done(task, RowResult(image_id=task.image_id, status=HarvestStatus(fetched.outcome.value),
+                                           error=fetched.error))
+                return
+            self._in_flight -= 1
+            holding_slot = False
+            self._processing += 1
+            self._wake.set()
+            try:
+                result = await self._normalise_and_store(task, fetched.data)
+            finally:
+                self._processing -= 1
+            self._done(task, result)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - one row's surprise must not stop the harvest
+            logger.exception("harvest %s: row %s failed unexpectedly", self.config.harvest_id, task.image_id)
+            self._done(task, RowResult(image_id=task.image_id, status=HarvestStatus.failed,
+                                       error=f"internal: {type(exc).__name__}: {str(exc)[:160]}"))
+        finally:
+            if holding_slot:
+                self._in_flight -= 1
+            self._wake.set()
+
+    async def _normalise_and_store(self, task: RowTask, data: bytes) -> RowResult:
+        loop = asyncio.get_running_loop()
+        image: Normalised = await loop.run_in_executor(self._pool, normalise, data, self.policy)
+        if image.status != HarvestStatus.ok or image.sha256 is None:
+            return RowResult(image_id=task.image_id, status=HarvestStatus(image.status), error=image.error,
+                             width=image.width, height=image.height)
+        key, _created = await self._sink.put(image.sha256, image.data)
+        return RowResult(image_id=task.image_id, status=HarvestStatus.ok, sha256=image.sha256, bytes=len(image.data),
+                         width=image.width, height=image.height, storage_key=key)
+
+    def _done(self, task: RowTask, result: RowResult) -> None:
+        self._outstanding -= 1
+        self.report(task, result)
+
+    def _backoff(self, attempt: int) -> float:
+        base = min(self.options.max_backoff_s, self.options.backoff_s * 2**attempt)
+        return base * random.uniform(0.5, 1.5)
+
+    def _retry_later(self, gate: DomainGate, task: RowTask, delay: float) -> None:
+        def requeue() -> None:
+            self._timers.discard(handle)
+            gate.queue.append(task)
+            self._wake.set()
+
+        handle = asyncio.get_running_loop().call_later(delay, requeue)
+        self._timers.add(handle)
+
+    def _fail_domain(self, gate: DomainGate) -> None:
+        while gate.queue:
+            task = gate.queue.popleft()
+            self._done(task, RowResult(image_id=task.image_id, status=HarvestStatus.failed,
+                                       error=f"domain-unreachable: {gate.name} parked {gate.max_parks} times"))
+
+    async def _stop_tasks(self) -> None:
+        for handle in self._timers:
+            handle.cancel()
+        self._timers.clear()
+        for running in list(self._tasks):
+            running.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # ------------------------------------------------------------------ resources
+    def _web_session(self) -> aiohttp.ClientSession:
+        settings = self.config.settings
+        resolver = GuardedResolver(settings.resolve, settings.allow_loopback)
+        connector = aiohttp.TCPConnector(resolver=resolver, limit=self.config.concurrency, limit_per_host=0,
+                                         ttl_dns_cache=300, force_close=False)
+        timeout = aiohttp.ClientTimeout(total=self.options.total_timeout_s, connect=self.options.connect_timeout_s,
+                                        sock_read=self.options.read_timeout_s)
+        return aiohttp.ClientSession(connector=connector, timeout=timeout, trust_env=False,
+                                     cookie_jar=aiohttp.DummyCookieJar(),
+                                     headers={"User-Agent": settings.user_agent, "Accept": "image/*"})
+
+    def _storage_session(self) -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(limit=self.config.settings.store_concurrency)
+        return aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=120), trust_env=False)

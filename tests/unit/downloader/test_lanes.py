@@ -1,0 +1,94 @@
+"""How a harvest spreads its domains over fetch lanes, and what a lane's process is sent (in-process)."""
+
+from __future__ import annotations
+
+import pickle
+from datetime import UTC, datetime
+
+import pytest
+
+from services.downloader.core.config import DownloaderSettings
+from services.downloader.harvest.engine import Harvester, share_domains
+from services.downloader.harvest.lane import LaneConfig, RowTask
+from services.downloader.harvest.options import HarvestOptions
+from services.downloader.harvest.state import HarvestRequest, RowResult
+from shared.curation import Blacklist
+from shared.schemas import HarvestStatus
+from shared.settings import Settings
+from shared.storage import ObjectStore
+
+pytestmark = pytest.mark.unit
+
+
+def lane_rows(shares: dict, rows: dict[str, int], lanes: int) -> list[float]:
+    load = [0.0] * lanes
+    for domain, share in shares.items():
+        for lane in share.lanes:
+            load[lane] += rows[domain] / len(share.lanes)
+    return load
+
+
+def test_small_domains_stay_whole_and_the_lanes_get_even_shares() -> None:
+    rows = {f"d{n}.test": 100 for n in range(20)}
+    shares = share_domains(rows, lanes=4, per_domain=8)
+    assert all(share.limits == (8,) for share in shares.values())
+    assert lane_rows(shares, rows, 4) == [500.0] * 4
+
+
+def test_a_domain_with_most_rows_is_split_and_so_is_its_limit() -> None:
+    rows = {"inaturalist.test": 1165, "svampe.test": 165, "artsobs.test": 87, "artportalen.test": 86,
+            "observation.test": 58, "laji.test": 10}
+    shares = share_domains(rows, lanes=4, per_domain=8)
+    big = shares["inaturalist.test"]
+    assert big.lanes == (0, 1, 2) and big.limits == (3, 3, 2)  # together the domain's limit of 8
+    assert all(len(shares[domain].lanes) == 1 for domain in rows if domain != "inaturalist.test")
+    load = lane_rows(shares, rows, 4)
+    assert max(load) - min(load) < 200  # without the split, one lane would hold 1165 of 1571 rows
+
+
+@pytest.mark.parametrize("per_domain", [1, 2, 3, 7])
+def test_lanes_together_never_exceed_the_per_domain_limit(per_domain: int) -> None:
+    shares = share_domains({"only.test": 10_000}, lanes=4, per_domain=per_domain)
+    share = shares["only.test"]
+    assert sum(share.limits) == per_domain and min(share.limits) >= 1
+    assert len(share.lanes) == len(share.limits) == min(4, per_domain)
+
+
+def test_one_lane_gets_everything() -> None:
+    shares = share_domains({"a.test": 5, "b.test": 3}, lanes=1, per_domain=4)
+    assert {share.lanes for share in shares.values()} == {(0,)}
+    assert {share.limits for share in shares.values()} == {(4,)}
+
+
+@pytest.mark.parametrize(("rows", "cpus", "lanes", "expected"), [
+    (5000, 2, 0, 1),  # one lane per two CPUs
+    (5000, 8, 0, 4),
+    (5000, 7, 0, 4),
+    (300, 8, 0, 2),  # no more than one lane per rows_per_lane (200) rows
+    (10, 8, 3, 1),
+    (5000, 2, 3, 3),  # as set
+])
+def test_lane_count(monkeypatch: pytest.MonkeyPatch, rows: int, cpus: int, lanes: int, expected: int) -> None:
+    monkeypatch.setattr("services.downloader.harvest.engine.available_cpus", lambda: cpus)
+    request = HarvestRequest(id="lanes-test-1", dataset="d", version=1, created_at=datetime.now(UTC))
+    harvester = Harvester(ObjectStore.from_settings(Settings()), request, DownloaderSettings(lanes=lanes), Blacklist())
+    assert harvester._lane_count(rows) == expected
+
+
+def test_what_a_lane_process_is_sent_survives_pickling() -> None:
+    store = ObjectStore.from_settings(Settings(s3_bucket="lane-bucket"))
+    config = LaneConfig(harvest_id="h-1", options=HarvestOptions(per_domain=4), settings=DownloaderSettings(),
+                        blacklist=Blacklist(), concurrency=8, cpu_threads=2, domain_limits={"big.test": 2})
+    copy = pickle.loads(pickle.dumps((config, store)))
+    assert copy[0] == config
+    assert copy[1].bucket == "lane-bucket" and copy[1].client is not store.client  # connects anew
+    row = (RowTask("i1", "http://a.test/1.jpg", "a.test", "Amanita"),
+           RowResult(image_id="i1", status=HarvestStatus.failed, error="http-404: gone"))
+    assert pickle.loads(pickle.dumps(row)) == row
+
+
+def test_a_store_not_made_from_settings_refuses_to_travel() -> None:
+    made = ObjectStore.from_settings(Settings())
+    bare = ObjectStore(made.client, "b")
+    with pytest.raises(TypeError, match="from_settings"):
+        pickle.dumps(bare)
