@@ -251,7 +251,7 @@ def measure_contender(args: list[str]) -> dict[str, Any]:
 
 
 def measure_sporeprint(source: Path, dataset: str, concurrency: int, per_domain: int,
-                       env: dict[str, str]) -> dict[str, Any]:
+                       env: dict[str, str], lanes: int = 0) -> dict[str, Any]:
     """sporeprint as it runs in production: the harvest is queued on RQ and a real worker process
     (``python -m shared.worker harvest --burst``) runs it; images/s over the job's own start and end."""
     from rq.job import Job
@@ -265,6 +265,9 @@ def measure_sporeprint(source: Path, dataset: str, concurrency: int, per_domain:
     from shared.settings import Settings
     from shared.storage import ObjectStore
 
+    # a bucket of its own: images are content-addressed, so a run into a bucket that already holds them stores
+    # nothing (the S3 server answers 412 at a fraction of a write's cost) and would look faster than it is
+    env = {**env, "SPOREPRINT_S3_BUCKET": dataset}
     settings = Settings(s3_endpoint=env["SPOREPRINT_S3_ENDPOINT"], s3_access_key=env["SPOREPRINT_S3_ACCESS_KEY"],
                         s3_secret_key=env["SPOREPRINT_S3_SECRET_KEY"], s3_bucket=env["SPOREPRINT_S3_BUCKET"],
                         redis_url=env["SPOREPRINT_REDIS_URL"])
@@ -280,7 +283,7 @@ def measure_sporeprint(source: Path, dataset: str, concurrency: int, per_domain:
     redis = redis_connection(settings)
     job = get_queue(QueueName.harvest, redis).enqueue(run_harvest, request.id, job_id=request.id, job_timeout=-1)
     memory, _ = measure([sys.executable, "-m", "shared.worker", "harvest", "--burst"], {
-        **env, "SPOREPRINT_DOWNLOADER_ALLOW_LOOPBACK": "true",
+        **env, "SPOREPRINT_DOWNLOADER_ALLOW_LOOPBACK": "true", "SPOREPRINT_DOWNLOADER_LANES": str(lanes),
         "SPOREPRINT_DOWNLOADER_RESOLVE": json.dumps({"*.test": "127.0.0.1"}), "SPOREPRINT_LOG_LEVEL": "WARNING"})
     job = Job.fetch(job.id, connection=redis)
     outcome = state.outcome()
@@ -328,7 +331,7 @@ def measure_only(args: argparse.Namespace, tmp: Path, urls: list[str], source: P
                  env: dict[str, str]) -> dict[str, Any]:
     """One contender on ``args.images`` images (img2dataset at its best setting of the full run)."""
     if args.only == "sporeprint":
-        return measure_sporeprint(source, "bench-only", 128, 16, env)
+        return measure_sporeprint(source, "bench-only", 128, 16, env, lanes=args.lanes)
     listed = tmp / "urls.json"
     listed.write_text(json.dumps(urls))
     if args.only == "sequential":
@@ -358,6 +361,7 @@ def main() -> None:  # noqa: PLR0915 - a linear script
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "harvest.md")
     parser.add_argument("--only", choices=("sequential", "img2dataset", "sporeprint"),
                         help="measure one contender on --images, print its figures, write no report")
+    parser.add_argument("--lanes", type=int, default=0, help="with --only sporeprint: fetch lanes (0: the default)")
     args = parser.parse_args()
     results: dict[str, Any] = {}
     if args.quick:
@@ -424,6 +428,13 @@ def main() -> None:  # noqa: PLR0915 - a linear script
         results["sporeprint"].update(concurrency=128, per_domain=16)
         print(results["sporeprint"], flush=True)
 
+        results["lanes"] = []  # alternating, twice: one run of each moves by ±10% with the machine's load
+        for round_, lanes in ((1, 1), (1, 2), (2, 1), (2, 2)):
+            print(f"(c) sporeprint with {lanes} fetch lane(s), round {round_}, {args.images} images ...", flush=True)
+            run = measure_sporeprint(source, f"bench-lanes-{round_}-{lanes}", 128, 16, env, lanes=lanes)
+            results["lanes"].append({**run, "lanes": lanes, "round": round_})
+            print(run, flush=True)
+
         sweep_source = tmp / "sweep.csv"
         sweep_source.write_text("\n".join(source.read_text().splitlines()[: args.sweep + 1]) + "\n")
         results["sweep"] = []
@@ -488,10 +499,12 @@ def write_report(args: argparse.Namespace, results: dict[str, Any]) -> None:
         f"(a) was measured on the first {args.sequential} images only (at ~{1 / seq['images_per_s']:.2f} s an image "
         f"the whole set would take {args.images / seq['images_per_s'] / 60:.0f} min).",
         "Memory is sampled every 0.1 s over the contender's whole process tree (for (c): the RQ worker, its "
-        "work horse, the scheduler and the CPU pool): PSS counts a page shared by n processes as 1/n in each, "
-        "so its sum is the tree's real footprint; summed RSS counts shared pages once per process and overstates. "
+        "work horse, the scheduler and, with several lanes, the lanes and their fork server): PSS counts a page "
+        "shared by n processes as 1/n in each, so its sum is the tree's real footprint; summed RSS counts shared "
+        "pages once per process and overstates. "
         "(c)'s time is the RQ job's own (started_at to ended_at), which includes reading the input manifest, "
-        "the blacklist lookup, checkpoints and writing the new manifest version.",
+        "the blacklist lookup, checkpoints and writing the new manifest version. Every sporeprint run writes "
+        "into a bucket of its own, so none finds its images already stored by an earlier run.",
         "",
         "## Where the CPU goes (milliseconds of CPU per stored image)",
         "",
@@ -499,13 +512,17 @@ def write_report(args: argparse.Namespace, results: dict[str, Any]) -> None:
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     cores = os.cpu_count() or 1
-    for name, result in (("(a) sequential", seq), ("(b) img2dataset", i2d), ("(c) sporeprint", sp)):
+
+    def cpu_row(name: str, result: dict[str, Any]) -> str:
         own, web_ms, s3_ms = (1000 * result.get(key, 0.0) / max(1, result["ok"]) for key in
                               ("cpu_s", "cpu_web_s", "cpu_s3_s"))
         total = own + web_ms + s3_ms
         ceiling = 1000 * cores / total if total else 0.0
-        lines.append(f"| {name} | {own:.1f} | {web_ms:.1f} | {s3_ms:.1f} | {total:.1f} | "
-                     f"{ceiling:.0f} images/s | {result['images_per_s'] / ceiling if ceiling else 0:.0%} |")
+        return (f"| {name} | {own:.1f} | {web_ms:.1f} | {s3_ms:.1f} | {total:.1f} | "
+                f"{ceiling:.0f} images/s | {result['images_per_s'] / ceiling if ceiling else 0:.0%} |")
+
+    for name, result in (("(a) sequential", seq), ("(b) img2dataset", i2d), ("(c) sporeprint", sp)):
+        lines.append(cpu_row(name, result))
     web_ms, s3_ms = (1000 * sp.get(key, 0.0) / max(1, sp["ok"]) for key in ("cpu_web_s", "cpu_s3_s"))
     goal = 1.5 * i2d["images_per_s"]
     costs = results["image_costs_ms"]
@@ -526,6 +543,20 @@ def write_report(args: argparse.Namespace, results: dict[str, Any]) -> None:
         f"contenders ran), takes {image_ms:.2f} ms of that; sporeprint now spends {own_ms:.1f} ms per image, "
         f"{own_ms - image_ms:.1f} ms of it on the rest: the two HTTP exchanges (GET from the host, PUT to S3), "
         "the event loop and the checkpoints.",
+        "",
+        f"## sporeprint: one fetch lane or two ({args.images} images, concurrency 128, 16 per domain)",
+        "",
+        "A lane is an event loop with its thread pool; with two, each is a child process with half the domains. "
+        f"The default is one lane per two usable CPUs: {max(1, -(-cores // 2))} here. Runs alternate, twice.",
+        "",
+        "| round | lanes | images/s | peak PSS / largest RSS / summed RSS |",
+        "|---:|---:|---:|---:|",
+        *(f"| {run['round']} | {run['lanes']} | {run['images_per_s']:.1f} | {mem(run)} |" for run in results["lanes"]),
+        "",
+        "| round, lanes: CPU per stored image | its own processes | fixture web | S3 server | total | ceiling "
+        "| reached |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+        *(cpu_row(f"{run['round']}, {run['lanes']}", run) for run in results["lanes"]),
         "",
         f"## img2dataset settings tried ({args.sweep} images each)",
         "",

@@ -49,7 +49,7 @@ class DownloaderSettings(BaseSettings):
     rows_per_lane: int = Field(default=200, ge=1)
     # Threads per lane for the CPU work (Pillow lets go of the lock while it decodes and resizes).
     cpu_threads: int = Field(default=0, ge=0, description="0: two per usable CPU, divided among the lanes")
-    # Concurrent uploads to object storage.
+    # Concurrent uploads to object storage (per harvest: divided among its lanes).
     store_concurrency: int = Field(default=16, ge=1)
     max_upload_bytes: int = Field(default=200 * 1024 * 1024, ge=1)
 

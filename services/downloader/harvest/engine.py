@@ -284,6 +284,7 @@ class Harvester:
             config = LaneConfig(
                 harvest_id=self.request.id, options=self.options, settings=self.settings, blacklist=self.blacklist,
                 concurrency=max(1, self.options.concurrency // count),
+                store_concurrency=max(1, self.settings.store_concurrency // count),
                 cpu_threads=self.settings.cpu_threads or max(2, 2 * cores // count),
                 domain_limits={domain: limit for domain, route in self._routes.items()
                                for at, limit in zip(route.share.lanes, route.share.limits, strict=True)

@@ -52,6 +52,7 @@ class LaneConfig:
     settings: DownloaderSettings
     blacklist: Blacklist
     concurrency: int  # requests in flight in this lane, all its domains
+    store_concurrency: int  # uploads to object storage at once, from this lane
     cpu_threads: int
     domain_limits: dict[str, int] = field(default_factory=dict)  # a domain shared by lanes gets a share
 
@@ -118,7 +119,7 @@ class FetchLane:
         try:
             async with self._web_session() as web, self._storage_session() as s3:
                 self._web = web
-                self._sink = ImageSink(self.store, s3, self.config.settings.store_concurrency)
+                self._sink = ImageSink(self.store, s3, self.config.store_concurrency)
                 try:
                     await self._dispatch()
                 finally:
@@ -281,5 +282,5 @@ class FetchLane:
                                      headers={"User-Agent": settings.user_agent, "Accept": "image/*"})
 
     def _storage_session(self) -> aiohttp.ClientSession:
-        connector = aiohttp.TCPConnector(limit=self.config.settings.store_concurrency)
+        connector = aiohttp.TCPConnector(limit=self.config.store_concurrency)
         return aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=120), trust_env=False)

@@ -78,7 +78,8 @@ def test_lane_count(monkeypatch: pytest.MonkeyPatch, rows: int, cpus: int, lanes
 def test_what_a_lane_process_is_sent_survives_pickling() -> None:
     store = ObjectStore.from_settings(Settings(s3_bucket="lane-bucket"))
     config = LaneConfig(harvest_id="h-1", options=HarvestOptions(per_domain=4), settings=DownloaderSettings(),
-                        blacklist=Blacklist(), concurrency=8, cpu_threads=2, domain_limits={"big.test": 2})
+                        blacklist=Blacklist(), concurrency=8, store_concurrency=4, cpu_threads=2,
+                        domain_limits={"big.test": 2})
     copy = pickle.loads(pickle.dumps((config, store)))
     assert copy[0] == config
     assert copy[1].bucket == "lane-bucket" and copy[1].client is not store.client  # connects anew
