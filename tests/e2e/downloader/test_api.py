@@ -122,10 +122,10 @@ def test_cli_shows_progress_until_done(api, web, tmp_path) -> None:
 
 
 def test_cancel_a_running_harvest(api, web, tmp_path, manifests) -> None:
-    rows = species_rows(web, 60, start=4000, domains=["throttled.test"])
+    rows = species_rows(web, 120, start=4000, domains=["throttled.test"])
     source = write_csv(tmp_path / "slow.csv", rows)
     assert upload(api, source, "slow").status_code == 201
-    body = {"dataset": "slow", "options": {"per_domain": 1}}
+    body = {"dataset": "slow", "options": {"per_domain": 2}}  # the domain split over two lane processes
     harvest_id = api.post("/harvests", headers=AUTH, json=body).json()["id"]
     wait_for(api, harvest_id, {"running"})
     cancelled = api.delete(f"/harvests/{harvest_id}", headers=AUTH)
@@ -134,6 +134,7 @@ def test_cancel_a_running_harvest(api, web, tmp_path, manifests) -> None:
     assert view["manifest_version"] is None
     assert [info.version for info in manifests.versions("slow")] == [1]  # nothing half-written
     assert view["progress"]["ok"] < len(rows)
+    assert view["progress"]["lanes"] == 2
 
 
 @pytest.mark.parametrize(("method", "path", "kwargs"), [

@@ -93,3 +93,13 @@ def test_a_store_not_made_from_settings_refuses_to_travel() -> None:
     bare = ObjectStore(made.client, "b")
     with pytest.raises(TypeError, match="from_settings"):
         pickle.dumps(bare)
+
+
+async def test_a_lane_process_that_raises_fails_with_its_reason() -> None:
+    from services.downloader.harvest.lanes import LaneFailed, ProcessLane
+
+    config = LaneConfig(harvest_id="h-1", options=HarvestOptions(), settings=DownloaderSettings(),
+                        blacklist=Blacklist(), concurrency=8, store_concurrency=4, cpu_threads=0)  # no pool possible
+    lane = ProcessLane(config, ObjectStore.from_settings(Settings()), lambda results: None)
+    with pytest.raises(LaneFailed, match=r"(?s)stopped: Traceback.*ValueError: max_workers must be greater than 0"):
+        await lane.run()
