@@ -25,6 +25,7 @@ from services.downloader.core.config import DownloaderSettings
 from services.downloader.harvest.lane import LaneConfig, RowTask
 from services.downloader.harvest.lanes import Lane, LocalLane, ProcessLane
 from services.downloader.harvest.merge import harvest_stats, merge_results, results_table
+from services.downloader.harvest.routes import Feeder, share_domains
 from services.downloader.harvest.state import HarvestOutcome, HarvestRequest, HarvestState, RowResult
 from shared.cpus import available_cpus
 from shared.curation import Blacklist
@@ -78,51 +79,6 @@ def reason_of(error: str | None) -> str:
     return (error or "").split(":", 1)[0] or "unknown"
 
 
-@dataclass(frozen=True)
-class Share:
-    """The lanes that fetch one domain, and each one's limit of requests in flight to it."""
-
-    lanes: tuple[int, ...]
-    limits: tuple[int, ...]
-
-
-def share_domains(rows: dict[str, int], lanes: int, per_domain: int) -> dict[str, Share]:
-    """Spread domains over ``lanes`` so each lane gets about the same number of rows.
-
-    A domain stays in one lane when it fits; a domain with more than a lane's share of the rows (often one
-    host serves most of a GBIF download) is split over several lanes, and its ``per_domain`` limit with it,
-    so that the lanes together never send it more than ``per_domain`` requests at once."""
-    target = sum(rows.values()) / max(1, lanes)
-    load = [0.0] * lanes
-    shares: dict[str, Share] = {}
-    for domain, count in sorted(rows.items(), key=lambda item: (-item[1], item[0])):
-        parts = 1
-        if count > target and per_domain >= 2:
-            parts = min(lanes, per_domain, math.ceil(count / target))
-        chosen = sorted(sorted(range(lanes), key=lambda lane: (load[lane], lane))[:parts])
-        for lane in chosen:
-            load[lane] += count / parts
-        base, extra = divmod(per_domain, parts)
-        shares[domain] = Share(tuple(chosen), tuple(base + (slot < extra) for slot in range(parts)))
-    return shares
-
-
-@dataclass
-class _Route:
-    """How one domain's rows reach its lanes: a queue here, and at most ``window`` rows out in each lane
-    (a lane holds a few rows per domain, not the whole plan; a split domain's faster lane takes more)."""
-
-    share: Share
-    queue: deque[RowTask] = field(default_factory=deque)
-    sent: list[int] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.sent = [0] * len(self.share.lanes)
-
-    def window(self, slot: int) -> int:
-        return 2 * self.share.limits[slot] + 16
-
-
 class Harvester:
     def __init__(self, store: ObjectStore, request: HarvestRequest, settings: DownloaderSettings,
                  blacklist: Blacklist, hooks: HarvestHooks | None = None) -> None:
@@ -134,10 +90,8 @@ class Harvester:
         self.hooks = hooks or HarvestHooks()
         self.state = HarvestState(store, request.id)
         self.manifests = ManifestStore(store)
-        self._routes: dict[str, _Route] = {}
+        self._feeder = Feeder({}, lane_window=1)
         self._lanes: list[Lane] = []
-        self._outgoing: dict[int, list[RowTask]] = defaultdict(list)
-        self._sent_to: dict[str, int] = {}  # image id -> its slot in its route (which of the domain's lanes)
         self._results: dict[str, RowResult] = {}
         self._unsaved: list[RowResult] = []
         self._counts = _Counts()
@@ -195,8 +149,6 @@ class Harvester:
         """Start the lanes, feed them, and wait until every planned row has its result (or a cancel)."""
         self._lanes = self._make_lanes()
         runs = [asyncio.create_task(lane.run()) for lane in self._lanes]
-        for route in self._routes.values():
-            self._feed(route)
         self._send()
         everything = asyncio.create_task(self._all_done.wait())
         try:
@@ -252,7 +204,8 @@ class Harvester:
             rows_per_domain[domain or ""] += 1
         shares = share_domains(rows_per_domain, self._lane_count(sum(rows_per_domain.values())),
                                self.options.per_domain)
-        self._routes = {domain: _Route(share) for domain, share in shares.items()}
+        lanes = 1 + max((lane for share in shares.values() for lane in share.lanes), default=0)
+        self._feeder = Feeder(shares, lane_window=4 * max(1, self.options.concurrency // lanes) + 64)
         cap = self.options.max_per_class
         for cls, tasks in candidates.items():
             budget = len(tasks) if cap is None else max(0, cap - self._ok_per_class[cls])
@@ -267,16 +220,12 @@ class Harvester:
         return max(1, min(wanted, math.ceil(rows / self.settings.rows_per_lane)))
 
     def _enqueue(self, task: RowTask) -> None:
-        self._routes[task.domain].queue.append(task)
+        self._feeder.add(task)
         self._outstanding += 1
 
     # ------------------------------------------------------------------ lanes
     def _make_lanes(self) -> list[Lane]:
-        used = sorted({lane for route in self._routes.values() for lane in route.share.lanes})
-        renumber = {old: new for new, old in enumerate(used)}
-        for route in self._routes.values():
-            route.share = Share(tuple(renumber[lane] for lane in route.share.lanes), route.share.limits)
-        count = len(used)
+        count = self._feeder.lanes
         cores = available_cpus()
         lane_kind: type[LocalLane] | type[ProcessLane] = LocalLane if count == 1 else ProcessLane
         lanes: list[Lane] = []
@@ -286,44 +235,23 @@ class Harvester:
                 concurrency=max(1, self.options.concurrency // count),
                 store_concurrency=max(1, self.settings.store_concurrency // count),
                 cpu_threads=self.settings.cpu_threads or max(2, 2 * cores // count),
-                domain_limits={domain: limit for domain, route in self._routes.items()
-                               for at, limit in zip(route.share.lanes, route.share.limits, strict=True)
+                domain_limits={domain: limit for domain, share in self._feeder.shares.items()
+                               for at, limit in zip(share.lanes, share.limits, strict=True)
                                if at == lane and limit != self.options.per_domain},
             )
             lanes.append(lane_kind(config, self.store, self._take_results))
-        logger.info("harvest %s: %d lane(s) over %d domain(s)", self.request.id, count, len(self._routes))
+        logger.info("harvest %s: %d lane(s) over %d domain(s)", self.request.id, count, len(self._feeder.shares))
         return lanes
 
-    def _feed(self, route: _Route) -> None:
-        for slot, lane in enumerate(route.share.lanes):
-            room = min(route.window(slot) - route.sent[slot], len(route.queue))
-            if room <= 0:
-                continue
-            route.sent[slot] += room
-            outgoing = self._outgoing[lane]
-            for _ in range(room):
-                task = route.queue.popleft()
-                self._sent_to[task.image_id] = slot
-                outgoing.append(task)
-
     def _send(self) -> None:
-        for lane, tasks in self._outgoing.items():
-            if tasks:
-                self._lanes[lane].send(tasks)
-        self._outgoing.clear()
+        for lane, tasks in self._feeder.take().items():
+            self._lanes[lane].send(tasks)
 
     def _take_results(self, results: list[tuple[RowTask, RowResult]]) -> None:
-        """Results from a lane (on this loop): record them, and refill the routes they came from."""
-        touched: dict[str, _Route] = {}
+        """Results from a lane (on this loop): record them, and hand out rows in their place."""
         for task, result in results:
-            route = self._routes[task.domain]
-            route.sent[self._sent_to.pop(task.image_id)] -= 1
-            touched[task.domain] = route
-            replacement = self._record(task, result)
-            if replacement is not None:
-                touched[replacement.domain] = self._routes[replacement.domain]
-        for route in touched.values():
-            self._feed(route)
+            self._feeder.returned(task)
+            self._record(task, result)
         self._send()
         if self._outstanding == 0:
             self._all_done.set()
@@ -335,9 +263,9 @@ class Harvester:
         if resumed:
             self._resumed += 1
 
-    def _record(self, task: RowTask, result: RowResult) -> RowTask | None:
-        """Keep a finished row's result; returns the row queued in its place when the class cap reserved
-        the slot for this row and it did not store an image."""
+    def _record(self, task: RowTask, result: RowResult) -> None:
+        """Keep a finished row's result; when the class cap reserved the slot for this row and it stored no
+        image, a waiting row of the class is queued in its place."""
         self._remember(result)
         self._unsaved.append(result)
         self._outstanding -= 1
@@ -345,10 +273,7 @@ class Harvester:
         if result.status == HarvestStatus.ok:
             self._ok_per_class[task.species] += 1
         elif self._waiting[task.species]:
-            replacement = self._waiting[task.species].popleft()
-            self._enqueue(replacement)
-            return replacement
-        return None
+            self._enqueue(self._waiting[task.species].popleft())
 
     def _skip_class_waiting(self) -> None:
         cap = self.options.max_per_class

@@ -8,9 +8,10 @@ from datetime import UTC, datetime
 import pytest
 
 from services.downloader.core.config import DownloaderSettings
-from services.downloader.harvest.engine import Harvester, share_domains
+from services.downloader.harvest.engine import Harvester
 from services.downloader.harvest.lane import LaneConfig, RowTask
 from services.downloader.harvest.options import HarvestOptions
+from services.downloader.harvest.routes import Feeder, Share, share_domains
 from services.downloader.harvest.state import HarvestRequest, RowResult
 from shared.curation import Blacklist
 from shared.schemas import HarvestStatus
@@ -52,6 +53,11 @@ def test_lanes_together_never_exceed_the_per_domain_limit(per_domain: int) -> No
     share = shares["only.test"]
     assert sum(share.limits) == per_domain and min(share.limits) >= 1
     assert len(share.lanes) == len(share.limits) == min(4, per_domain)
+
+
+def test_lanes_left_without_a_domain_are_dropped() -> None:
+    shares = share_domains({"a.test": 5, "b.test": 3}, lanes=4, per_domain=1)
+    assert sorted(share.lanes for share in shares.values()) == [(0,), (1,)]
 
 
 def test_one_lane_gets_everything() -> None:
@@ -103,3 +109,47 @@ async def test_a_lane_process_that_raises_fails_with_its_reason() -> None:
     lane = ProcessLane(config, ObjectStore.from_settings(Settings()), lambda results: None)
     with pytest.raises(LaneFailed, match=r"(?s)stopped: Traceback.*ValueError: max_workers must be greater than 0"):
         await lane.run()
+
+
+def rows(domain: str, count: int) -> list[RowTask]:
+    return [RowTask(f"{domain}-{n}", f"http://{domain}/{n}.jpg", domain, "Amanita") for n in range(count)]
+
+
+def test_the_feeder_hands_out_domains_in_turn_within_the_windows() -> None:
+    feeder = Feeder({"a.test": Share((0,), (2,)), "b.test": Share((0,), (2,))}, lane_window=30)
+    for task in rows("a.test", 50) + rows("b.test", 5):
+        feeder.add(task)
+    batch = feeder.take()[0]
+    assert [task.domain for task in batch[:10]] == ["a.test", "b.test"] * 5  # in turn, not a's 50 first
+    assert len(batch) == 25 and feeder.out(0) == 25  # b has no more; a stops at its window (2 x 2 + 16 = 20)
+    assert feeder.take() == {}  # nothing more until rows come back
+    for task in batch[:3]:
+        feeder.returned(task)
+    assert [task.image_id for task in feeder.take()[0]] == ["a.test-20", "a.test-21"]  # a's window was full
+
+
+def test_the_feeder_never_gives_a_lane_more_than_its_window() -> None:
+    domains = [f"d{n}.test" for n in range(100)]
+    feeder = Feeder({domain: Share((0,), (8,)) for domain in domains}, lane_window=64)
+    for domain in domains:
+        for task in rows(domain, 3):
+            feeder.add(task)
+    batch = feeder.take()[0]
+    assert len(batch) == 64 and len({task.domain for task in batch}) == 64  # one row of each of 64 domains
+    feeder.returned(batch[0])
+    assert len(feeder.take()[0]) == 1 and feeder.queued() == 300 - 65
+
+
+def test_a_split_domain_feeds_the_lane_that_returns_rows() -> None:
+    feeder = Feeder({"big.test": Share((0, 1), (1, 1))}, lane_window=100)
+    for task in rows("big.test", 60):
+        feeder.add(task)
+    first = feeder.take()
+    assert len(first[0]) == len(first[1]) == 18  # 2 x 1 + 16 each
+    for task in first[1]:
+        feeder.returned(task)  # lane 1 is quicker
+    second = feeder.take()
+    assert list(second) == [1] and len(second[1]) == 18
+    for task in second[1]:
+        feeder.returned(task)
+    assert len(feeder.take()[1]) == 60 - 54 and feeder.queued() == 0
