@@ -90,7 +90,7 @@ class Harvester:
         self.hooks = hooks or HarvestHooks()
         self.state = HarvestState(store, request.id)
         self.manifests = ManifestStore(store)
-        self._feeder = Feeder({}, lane_window=1)
+        self._feeder = Feeder({}, lane_window=1)  # replaced by the plan's
         self._lanes: list[Lane] = []
         self._results: dict[str, RowResult] = {}
         self._unsaved: list[RowResult] = []
@@ -159,7 +159,10 @@ class Harvester:
                     if run is not everything and run.exception() is not None:
                         raise run.exception()  # type: ignore[misc]  # a lane failed: the harvest fails
             for lane in self._lanes:
-                lane.cancel() if self._cancelled else lane.finish()
+                if self._cancelled:
+                    lane.cancel()
+                else:
+                    lane.finish()
             await asyncio.gather(*runs)
         finally:
             everything.cancel()
