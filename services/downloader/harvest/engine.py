@@ -1,5 +1,6 @@
-"""The harvest engine: plans the rows, spreads their domains over fetch lanes (one per two usable CPUs,
-see ``lanes.py``), keeps every row's result, checkpoints, reports progress and writes the new manifest version.
+"""The harvest engine: plans the rows, spreads their domains over fetch lanes (one per two usable CPUs:
+``_lane_count``; where they run: ``lanes.py``; which rows each gets: ``routes.py``), keeps every row's result,
+checkpoints, reports progress and writes the new manifest version.
 
 Flow of one row: plan (class filter, blacklist, class cap) -> its domain's route -> a lane (per-domain and
 global limits, fetch, normalise in the lane's pool, content-addressed write) -> result -> checkpoint. A
@@ -163,7 +164,12 @@ class Harvester:
                     lane.cancel()
                 else:
                     lane.finish()
-            await asyncio.gather(*runs)
+            for outcome in await asyncio.gather(*runs, return_exceptions=True):
+                if isinstance(outcome, BaseException):
+                    if self._cancelled:
+                        raise outcome
+                    # every row's result is in: a lane that failed on its way out loses nothing
+                    logger.warning("harvest %s: %s", self.request.id, outcome)
         finally:
             everything.cancel()
             for run in runs:
@@ -247,6 +253,8 @@ class Harvester:
         return lanes
 
     def _send(self) -> None:
+        if self._cancelled or not self._lanes:
+            return
         for lane, tasks in self._feeder.take().items():
             self._lanes[lane].send(tasks)
 
@@ -297,17 +305,36 @@ class Harvester:
             raise
 
     async def _tick_loop(self) -> None:
+        """A few times a second: cancel requested?, idle domains of the lanes, checkpoint, progress. A failed
+        tick (Redis or S3 away for a moment) is logged and the next one tries again."""
         last_checkpoint = time.monotonic()
         while True:
             await asyncio.sleep(self.settings.progress_interval_s)
-            if self.hooks.should_cancel():
-                logger.info("harvest %s: cancel requested", self.request.id)
-                self.cancel()
-                return
-            if time.monotonic() - last_checkpoint >= self.settings.checkpoint_interval_s:
-                last_checkpoint = time.monotonic()
-                await self._checkpoint()
-            self.hooks.progress(self.progress())
+            try:
+                if self.hooks.should_cancel():
+                    logger.info("harvest %s: cancel requested", self.request.id)
+                    self.cancel()
+                    return
+                self._watch_lanes()
+                if time.monotonic() - last_checkpoint >= self.settings.checkpoint_interval_s:
+                    last_checkpoint = time.monotonic()
+                    await self._checkpoint()
+                self.hooks.progress(self.progress())
+            except Exception:  # noqa: BLE001 - the harvest goes on; the final checkpoint is not in here
+                logger.exception("harvest %s: progress tick failed", self.request.id)
+
+    def _watch_lanes(self) -> None:
+        """Tell the feeder which domains each lane cannot fetch for now: parked ones, and given-up ones while
+        another lane of the domain still fetches it (its rows go there instead of failing at once)."""
+        statuses = [lane.status() for lane in self._lanes]
+        for lane, status in enumerate(statuses):
+            idle = set(status.parked)
+            for domain in status.given_up:
+                if any(domain not in statuses[other].given_up
+                       for other in self._feeder.shares[domain].lanes if other != lane):
+                    idle.add(domain)
+            self._feeder.set_idle(lane, idle)
+        self._send()
 
     def progress(self, state: JobState = JobState.running) -> dict[str, Any]:
         elapsed = max(1e-6, time.monotonic() - self._started)

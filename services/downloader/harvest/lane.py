@@ -1,10 +1,10 @@
 """A fetch lane: one event loop that fetches, validates, resizes and stores the rows it is given.
 
-A harvest runs one lane per two usable CPUs (see ``lanes.py``), each on its own domains, so that the Python work
-of many requests is not queued behind one interpreter lock. Inside a lane: per-domain gates (politeness),
-a global limit of requests in flight, a thread pool for the CPU work (Pillow lets go of the lock while it
-decodes and resizes) and content-addressed writes to object storage. Every row handed in comes back out
-exactly once, as a :class:`RowResult`, through ``report``.
+A harvest runs one lane per two usable CPUs (``Harvester._lane_count``), each on its own domains, so that the
+Python work of many requests is not queued behind one interpreter lock. Inside a lane: per-domain gates
+(politeness), a global limit of requests in flight, a thread pool for the CPU work (Pillow lets go of the lock
+while it decodes and resizes) and content-addressed writes to object storage. Every row handed in comes back
+out exactly once, as a :class:`RowResult`, through ``report``.
 """
 
 from __future__ import annotations
@@ -86,6 +86,7 @@ class FetchLane:
         self._wake = asyncio.Event()
         self._finishing = False
         self._cancelled = False
+        self._failure: Exception | None = None
         self._pool: ThreadPoolExecutor | None = None
 
     # ------------------------------------------------------------------ control (on the lane's loop thread)
@@ -126,6 +127,8 @@ class FetchLane:
                     await self._stop_tasks()
         finally:
             self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._failure is not None:
+            raise self._failure
 
     async def _dispatch(self) -> None:
         rotation = 0
@@ -175,6 +178,11 @@ class FetchLane:
         running.add_done_callback(self._tasks.discard)
 
     async def _handle(self, gate: DomainGate, task: RowTask) -> None:
+        result = await self._outcome(gate, task)
+        if result is not None:  # None: it will be retried
+            self._done(task, result)
+
+    async def _outcome(self, gate: DomainGate, task: RowTask) -> RowResult | None:
         holding_slot = True
         try:
             try:
@@ -193,36 +201,33 @@ class FetchLane:
                     self._in_flight -= 1
                     holding_slot = False
                     self._retry_later(gate, task, max(backoff, fetched.retry_after_s or 0.0))
-                    return
+                    return None
                 detail = fetched.error or "transient error"
                 error = f"{detail}{'; ' if ':' in detail else ': '}after {task.attempts + 1} attempts"
                 if gate.given_up:
                     error = f"domain-unreachable: {fetched.error}; gave up after {gate.parks - 1} parks"
-                self._done(task, RowResult(image_id=task.image_id, status=HarvestStatus.failed, error=error))
-                return
+                return RowResult(image_id=task.image_id, status=HarvestStatus.failed, error=error)
             if fetched.outcome is Outcome.ok:
                 gate.on_success(fetched.elapsed_s)
             elif fetched.outcome is Outcome.failed:
                 gate.on_failure(now, host_trouble=fetched.host_trouble)
             if fetched.outcome is not Outcome.ok:
-                self._done(task, RowResult(image_id=task.image_id, status=HarvestStatus(fetched.outcome.value),
-                                           error=fetched.error))
-                return
+                return RowResult(image_id=task.image_id, status=HarvestStatus(fetched.outcome.value),
+                                 error=fetched.error)
             self._in_flight -= 1
             holding_slot = False
             self._processing += 1
             self._wake.set()
             try:
-                result = await self._normalise_and_store(task, fetched.data)
+                return await self._normalise_and_store(task, fetched.data)
             finally:
                 self._processing -= 1
-            self._done(task, result)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - one row's surprise must not stop the harvest
             logger.exception("harvest %s: row %s failed unexpectedly", self.config.harvest_id, task.image_id)
-            self._done(task, RowResult(image_id=task.image_id, status=HarvestStatus.failed,
-                                       error=f"internal: {type(exc).__name__}: {str(exc)[:160]}"))
+            return RowResult(image_id=task.image_id, status=HarvestStatus.failed,
+                             error=f"internal: {type(exc).__name__}: {str(exc)[:160]}")
         finally:
             if holding_slot:
                 self._in_flight -= 1
@@ -240,7 +245,13 @@ class FetchLane:
 
     def _done(self, task: RowTask, result: RowResult) -> None:
         self._outstanding -= 1
-        self.report(task, result)
+        self._wake.set()
+        try:
+            self.report(task, result)
+        except Exception as exc:  # the harvest could not take it: stop, and run() raises it
+            logger.exception("harvest %s: reporting row %s failed", self.config.harvest_id, task.image_id)
+            self._failure = self._failure or exc
+            self.cancel()
 
     def _backoff(self, attempt: int) -> float:
         base = min(self.options.max_backoff_s, self.options.backoff_s * 2**attempt)

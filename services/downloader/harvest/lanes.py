@@ -13,6 +13,7 @@ the harvest over a pipe: rows in, batches of results out. It dies with its paren
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -50,7 +51,7 @@ class Lane(Protocol):
 
 
 class LocalLane:
-    """A lane on the harvest's own event loop: no process, no pipe (one CPU, or a single domain)."""
+    """A lane on the harvest's own event loop, no process, no pipe: for a harvest with one lane."""
 
     def __init__(self, config: LaneConfig, store: ObjectStore, on_results: Results) -> None:
         self._lane = FetchLane(config, store, lambda task, result: on_results([(task, result)]))
@@ -106,33 +107,54 @@ class ProcessLane:
         child = context.Process(target=lane_process, args=(theirs, self.config, self.store,
                                                            logging.getLogger().level),
                                 name=f"harvest-lane-{self.config.harvest_id}", daemon=True)
-        await asyncio.to_thread(child.start)
-        theirs.close()
+        starting = asyncio.ensure_future(asyncio.to_thread(child.start))
+        try:
+            await asyncio.shield(starting)
+        except BaseException:  # cancelled (another lane failed) or could not start: leave nothing behind
+            await asyncio.gather(starting, return_exceptions=True)
+            if child.pid is not None:
+                child.kill()
+                await asyncio.to_thread(child.join, 5)
+            ours.close()
+            raise
+        finally:
+            theirs.close()
         ended: asyncio.Future[str | None] = loop.create_future()
 
         def settle(error: str | None) -> None:
             if not ended.done():
                 ended.set_result(error)
 
+        def take(results: list[tuple[RowTask, RowResult]], status: LaneStatus) -> None:
+            try:
+                self._take(results, status)
+            except Exception as exc:  # noqa: BLE001 - rows would be lost: the lane (and so the harvest) fails
+                logger.exception("harvest %s: results of %s could not be taken", self.config.harvest_id, child.name)
+                settle(f"the harvest could not take its results: {type(exc).__name__}: {exc}")
+
         def receive() -> None:
             """Reader thread: hands each message to the loop; ends at "done", "failed" or a closed pipe."""
-            while True:
-                try:
-                    message = ours.recv()
-                except (EOFError, OSError):
-                    child.join(5)
-                    loop.call_soon_threadsafe(settle, f"its process ended ({_exit_reason(child.exitcode)})")
-                    return
-                kind = message[0]
-                if kind == "results":
-                    loop.call_soon_threadsafe(self._take, message[1], message[2])
-                elif kind == "done":
-                    loop.call_soon_threadsafe(self._take, [], message[1])
-                    loop.call_soon_threadsafe(settle, None)
-                    return
-                else:
-                    loop.call_soon_threadsafe(settle, str(message[1]))
-                    return
+            try:
+                while True:
+                    try:
+                        message = ours.recv()
+                    except (EOFError, OSError):
+                        child.join(5)
+                        loop.call_soon_threadsafe(settle, f"its process ended ({_exit_reason(child.exitcode)})")
+                        return
+                    kind = message[0]
+                    if kind == "results":
+                        loop.call_soon_threadsafe(take, message[1], message[2])
+                    elif kind == "done":
+                        loop.call_soon_threadsafe(take, [], message[1])
+                        loop.call_soon_threadsafe(settle, None)
+                        return
+                    else:
+                        loop.call_soon_threadsafe(settle, str(message[1]))
+                        return
+            except Exception as exc:  # noqa: BLE001 - e.g. a message that does not unpickle
+                with contextlib.suppress(RuntimeError):  # RuntimeError: the loop is closed, nobody waits
+                    loop.call_soon_threadsafe(settle, f"reading its messages failed: {exc!r}")
 
         def transmit() -> None:
             """Writer thread: pickling and a full pipe never hold up the harvest's loop."""
@@ -171,7 +193,10 @@ def _exit_reason(code: int | None) -> str:
     if code is None:
         return "still running"
     if code < 0:
-        return f"killed by {signal.Signals(-code).name}"
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
     return f"exit code {code}"
 
 
@@ -242,7 +267,13 @@ async def _serve(conn: Connection, config: LaneConfig, store: ObjectStore) -> No
             if stopping and not outbox:
                 return
 
+    def stop_if_failed(task: asyncio.Task[None]) -> None:
+        """Results that cannot be sent must not pile up unseen: the lane stops, and the parent hears why."""
+        if not task.cancelled() and task.exception() is not None:
+            lane.cancel()
+
     sending = asyncio.create_task(flusher())
+    sending.add_done_callback(stop_if_failed)
     try:
         await lane.run()
     finally:

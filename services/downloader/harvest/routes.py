@@ -2,8 +2,10 @@
 
 The harvest keeps every planned row; a lane holds only what it is working on: per domain at most a window
 (twice its limit of requests to the domain, plus 16), and in all at most ``lane_window`` rows. Rows are handed
-out one domain after another, so that a lane holds rows of all its domains (a lane full of one slow domain's
-rows would idle), and a domain split over lanes feeds whichever lane finishes its rows first.
+out one domain after another, so that a lane holds rows of all its domains, and a domain split over lanes feeds
+whichever lane finishes its rows first. A domain a lane cannot fetch for now (parked by its circuit breaker)
+is idle there: it gets no rows, and the rows it holds do not count against the lane's window, so that a few
+dead hosts never fill a lane and stall the live ones.
 """
 
 from __future__ import annotations
@@ -56,13 +58,15 @@ class _Route:
     queue: deque[RowTask] = field(default_factory=deque)
     out: list[int] = field(default_factory=list)
     listed: list[bool] = field(default_factory=list)  # in that lane's rotation
+    idle: list[bool] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.out = [0] * len(self.share.lanes)
         self.listed = [False] * len(self.share.lanes)
+        self.idle = [False] * len(self.share.lanes)
 
     def has_room(self, slot: int) -> bool:
-        return bool(self.queue) and self.out[slot] < 2 * self.share.limits[slot] + 16
+        return bool(self.queue) and not self.idle[slot] and self.out[slot] < 2 * self.share.limits[slot] + 16
 
 
 class Feeder:
@@ -72,8 +76,9 @@ class Feeder:
         self.lane_window = lane_window
         self._routes = {domain: _Route(share) for domain, share in shares.items()}
         self._rotation: list[deque[tuple[_Route, int]]] = [deque() for _ in range(self.lanes)]
-        self._out = [0] * self.lanes  # rows out in each lane
+        self._out = [0] * self.lanes  # rows out in each lane, in its domains that are not idle
         self._slot_of: dict[str, int] = {}  # image id of a row out -> which of its domain's lanes has it
+        self._idle: list[set[str]] = [set() for _ in range(self.lanes)]
 
     def add(self, task: RowTask) -> None:
         route = self._routes[task.domain]
@@ -86,8 +91,20 @@ class Feeder:
         route = self._routes[task.domain]
         slot = self._slot_of.pop(task.image_id)
         route.out[slot] -= 1
-        self._out[route.share.lanes[slot]] -= 1
+        if not route.idle[slot]:
+            self._out[route.share.lanes[slot]] -= 1
         self._list(route, slot)
+
+    def set_idle(self, lane: int, domains: set[str]) -> None:
+        """The domains ``lane`` cannot fetch for now; the others of the lane are fetched again."""
+        domains = {domain for domain in domains if domain in self._routes and lane in self.shares[domain].lanes}
+        for domain in self._idle[lane] ^ domains:
+            route = self._routes[domain]
+            slot = route.share.lanes.index(lane)
+            route.idle[slot] = domain in domains
+            self._out[lane] += -route.out[slot] if route.idle[slot] else route.out[slot]
+            self._list(route, slot)
+        self._idle[lane] = domains
 
     def take(self) -> dict[int, list[RowTask]]:
         """Rows to hand out now, per lane: one domain after another, while the lane has room."""
@@ -96,7 +113,7 @@ class Feeder:
             batch: list[RowTask] = []
             while rotation and self._out[lane] < self.lane_window:
                 route, slot = rotation.popleft()
-                if not route.has_room(slot):  # another lane of a split domain emptied its queue
+                if not route.has_room(slot):  # idle now, or another lane of a split domain emptied its queue
                     route.listed[slot] = False
                     continue
                 task = route.queue.popleft()

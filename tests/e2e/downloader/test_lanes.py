@@ -16,7 +16,7 @@ from services.downloader.harvest.state import HarvestState
 from shared.curation import Blacklist
 
 from .conftest import DOMAINS, new_request
-from .webfixture import species_rows
+from .webfixture import SourceRow, species_rows
 
 pytestmark = pytest.mark.e2e
 
@@ -57,3 +57,23 @@ async def test_a_lane_killed_mid_harvest_fails_it_clearly_and_a_rerun_completes_
     assert table.column("status").to_pylist() == ["ok"] * len(rows)
     assert outcome.counts["resumed"] == len(checkpointed)
     assert not lane_processes()
+
+
+async def test_parked_dead_hosts_do_not_stall_the_live_ones(web, manifests, import_rows,
+                                                           downloader_settings) -> None:
+    """One lane (the default on 2 CPUs), one request at a time: four dead hosts with more rows than the lane
+    holds would fill it while parked; the live host's rows are all stored before the parks end."""
+    from shared.stack import free_port
+
+    dead = [SourceRow(f"http://gone-{host}.test:{free_port()}/species/1/{n}.jpg", "Lost fungus")
+            for host in range(4) for n in range(25)]
+    live = species_rows(web, 60, start=1500, domains=DOMAINS[:1])
+    info = import_rows(dead + live)
+    request = new_request(manifests, info, concurrency=1, per_domain=1, retries=0, breaker_failures=1, park_s=6,
+                          max_parks=1)
+    ticks: list[tuple[int, list[str]]] = []
+    settings = downloader_settings.model_copy(update={"lanes": 1})
+    outcome = await Harvester(manifests.store, request, settings, Blacklist(),
+                              HarvestHooks(progress=lambda p: ticks.append((p["ok"], p["domains_parked"])))).run()
+    assert outcome.counts["ok"] == len(live) and outcome.counts["failed"] == len(dead)
+    assert any(ok == len(live) and parked for ok, parked in ticks), ticks[-5:]

@@ -153,3 +153,59 @@ def test_a_split_domain_feeds_the_lane_that_returns_rows() -> None:
     for task in second[1]:
         feeder.returned(task)
     assert len(feeder.take()[1]) == 60 - 54 and feeder.queued() == 0
+
+
+def test_rows_of_an_idle_domain_make_room_for_the_others() -> None:
+    feeder = Feeder({"dead.test": Share((0,), (1,)), "live.test": Share((0,), (1,))}, lane_window=20)
+    for task in rows("dead.test", 30) + rows("live.test", 60):
+        feeder.add(task)
+    first = feeder.take()[0]
+    assert len(first) == 20 and {task.domain for task in first} == {"dead.test", "live.test"}
+    live = [task for task in first if task.domain == "live.test"]
+    for task in live:
+        feeder.returned(task)
+    refill = feeder.take()[0]
+    assert {task.domain for task in refill} == {"dead.test", "live.test"}  # the dead host still takes turns
+    for task in (task for task in refill if task.domain == "live.test"):
+        feeder.returned(task)
+    assert feeder.out(0) == 15  # the dead host's rows
+    feeder.set_idle(0, {"dead.test"})  # parked: its 15 rows out no longer count, and it gets no more
+    batch = feeder.take()[0]
+    assert {task.domain for task in batch} == {"live.test"} and feeder.out(0) == len(batch) == 18
+    feeder.set_idle(0, set())  # back: its rows count again (the lane is over its window until rows return)
+    assert feeder.out(0) == 33 and feeder.take() == {}
+    dead_out = [task for task in first + refill if task.domain == "dead.test"]
+    for task in dead_out:
+        feeder.returned(task)
+    assert feeder.out(0) == 18 and {task.domain for task in feeder.take()[0]} == {"dead.test"}
+
+
+def test_idle_domains_outside_the_lane_are_ignored() -> None:
+    feeder = Feeder({"a.test": Share((0,), (2,)), "b.test": Share((1,), (2,))}, lane_window=10)
+    feeder.set_idle(0, {"b.test", "unknown.test"})
+    feeder.add(rows("b.test", 1)[0])
+    assert list(feeder.take()) == [1]
+
+
+@pytest.mark.parametrize(("code", "reason"), [
+    (-9, "killed by SIGKILL"), (-40, "killed by signal 40"), (3, "exit code 3"), (None, "still running"),
+])
+def test_how_a_lane_process_ended_is_told(code: int | None, reason: str) -> None:
+    from services.downloader.harvest.lanes import _exit_reason
+
+    assert _exit_reason(code) == reason
+
+
+async def test_a_lane_whose_results_cannot_be_taken_stops_and_says_why() -> None:
+    from services.downloader.harvest.lane import FetchLane
+
+    def refuse(task: RowTask, result: RowResult) -> None:
+        raise KeyError(task.image_id)
+
+    config = LaneConfig(harvest_id="h-1", options=HarvestOptions(), settings=DownloaderSettings(),
+                        blacklist=Blacklist(), concurrency=4, store_concurrency=2, cpu_threads=2)
+    lane = FetchLane(config, ObjectStore.from_settings(Settings()), refuse)
+    lane.submit([RowTask("i1", "ftp://files.test/1.jpg", "files.test", "Amanita")])  # refused without a request
+    lane.finish()
+    with pytest.raises(KeyError, match="i1"):
+        await lane.run()
