@@ -26,7 +26,9 @@ from multiprocessing.connection import Connection
 from typing import Any, Protocol
 
 from services.downloader.harvest.lane import FetchLane, LaneConfig, LaneStatus, RowTask
+from services.downloader.harvest.loop import run_event_loop
 from services.downloader.harvest.state import RowResult
+from shared.logs import configure_logging
 from shared.storage import ObjectStore
 
 logger = logging.getLogger(__name__)
@@ -202,9 +204,7 @@ def _exit_reason(code: int | None) -> str:
 
 def lane_process(conn: Connection, config: LaneConfig, store: ObjectStore, log_level: int) -> None:
     """The child's main: run one lane until its parent says finish (or cancel), reporting over ``conn``."""
-    from services.downloader.jobs import run_event_loop
-
-    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(logging.getLevelName(log_level))
     try:
         run_event_loop(_serve(conn, config, store))
     except BaseException:  # noqa: BLE001 - the parent must hear why
