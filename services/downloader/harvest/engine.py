@@ -26,7 +26,7 @@ from services.downloader.core.config import DownloaderSettings
 from services.downloader.harvest.lane import LaneConfig, RowTask
 from services.downloader.harvest.lanes import Lane, LocalLane, ProcessLane
 from services.downloader.harvest.merge import harvest_stats, merge_results, results_table
-from services.downloader.harvest.routes import Feeder, share_domains
+from services.downloader.harvest.routes import Feeder, lane_count, share_domains
 from services.downloader.harvest.state import HarvestOutcome, HarvestRequest, HarvestState, RowResult
 from shared.cpus import available_cpus
 from shared.curation import Blacklist
@@ -213,8 +213,7 @@ class Harvester:
             rows_per_domain[domain or ""] += 1
         shares = share_domains(rows_per_domain, self._lane_count(sum(rows_per_domain.values())),
                                self.options.per_domain)
-        lanes = 1 + max((lane for share in shares.values() for lane in share.lanes), default=0)
-        self._feeder = Feeder(shares, lane_window=4 * max(1, self.options.concurrency // lanes) + 64)
+        self._feeder = Feeder(shares, lane_window=4 * max(1, self.options.concurrency // lane_count(shares)) + 64)
         cap = self.options.max_per_class
         for cls, tasks in candidates.items():
             budget = len(tasks) if cap is None else max(0, cap - self._ok_per_class[cls])

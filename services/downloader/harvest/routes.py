@@ -50,6 +50,11 @@ def share_domains(rows: dict[str, int], lanes: int, per_domain: int) -> dict[str
             for domain, share in shares.items()}
 
 
+def lane_count(shares: dict[str, Share]) -> int:
+    """The lanes the shares use (they are numbered from 0 without gaps)."""
+    return 1 + max((lane for share in shares.values() for lane in share.lanes), default=0)
+
+
 @dataclass(eq=False)
 class _Route:
     """One domain: its queued rows, and per lane of its share the rows out there."""
@@ -72,7 +77,7 @@ class _Route:
 class Feeder:
     def __init__(self, shares: dict[str, Share], lane_window: int) -> None:
         self.shares = shares
-        self.lanes = 1 + max((lane for share in shares.values() for lane in share.lanes), default=0)
+        self.lanes = lane_count(shares)
         self.lane_window = lane_window
         self._routes = {domain: _Route(share) for domain, share in shares.items()}
         self._rotation: list[deque[tuple[_Route, int]]] = [deque() for _ in range(self.lanes)]
