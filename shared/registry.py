@@ -4,12 +4,25 @@ Layout in the bucket::
 
     models/<model_id>/card.json      ModelCard: status, lineage (dataset + manifest version), classes, metrics
     models/<model_id>/model.keras    the Keras model; preprocessing inside it (see below)
+    models/<model_id>/openset.npz    shared.openset.KnnScorer: the kNN bank of training embeddings (new models)
+    models/<model_id>/calibration.json  temperature, validation ECE and reliability bins before/after
     models/<model_id>/...            spec, history, plots, SavedModel, TFLite (written by the trainer)
     models/promoted.json             PromotedPointer: the model /predict serves (compare-and-set)
 
 Model I/O contract: input ``float32`` RGB images, shape ``(batch, image_size, image_size, 3)``, values in
 ``[0, 255]`` (rescaling and normalisation are layers inside the model, so serving cannot drift from
-training); output ``(batch, len(classes))`` softmax probabilities in the order of ``ModelCard.classes``.
+training); output ``(batch, len(classes))`` in the order of ``ModelCard.classes``, which ``ModelCard.output``
+names:
+
+- ``"logits"`` (every model trained since open-set scoring): unnormalised scores. Calibrated probabilities
+  are ``shared.openset.softmax(logits, card.openset.temperature)``; never apply a softmax inside the model.
+- ``"probabilities"`` (older cards, the default when the field is absent): softmax probabilities.
+
+Open-set contract (``ModelCard.openset``, present on new models): the penultimate embedding is the output of
+the layer named ``pool`` (``shared.openset.embedding_model`` returns ``[features, logits]`` in one pass);
+``KnnScorer.load(openset.npz).score(features) > card.openset.threshold`` means "not a class this model knows";
+a calibrated top-1 probability under ``card.openset.uncertain_below`` means "uncertain". Everything in
+``openset`` was fitted on the train and validation splits; test figures in ``metrics`` are only reported.
 """
 
 from __future__ import annotations
@@ -18,10 +31,11 @@ import re
 import time
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.openset import OpenSetCard
 from shared.schemas import TaxonLevel
 from shared.storage import ObjectNotFound, ObjectStore, PreconditionFailed
 
@@ -55,8 +69,16 @@ class ModelCard(BaseModel):
     backbone: str
     image_size: int = Field(ge=16)
     classes: list[ClassLabel]
-    metrics: dict[str, float] = Field(default_factory=dict, description="test-split metrics: top1, top3, macro_f1")
-    test_split_hash: str | None = Field(default=None, description="identifies the test split, to compare models")
+    metrics: dict[str, float] = Field(
+        default_factory=dict,
+        description="validation figures (val_top1, best_val_accuracy: what model choice uses) and test figures, "
+                    "reported only (top1, top3, top5, macro_f1, test_ece, test_knn_retained)")
+    test_split_hash: str | None = Field(
+        default=None, description="identifies the split (by its test images): models are compared only on the same")
+    output: Literal["logits", "probabilities"] = Field(
+        default="probabilities", description="what model.keras outputs; cards from before logits say probabilities")
+    openset: OpenSetCard | None = Field(
+        default=None, description="kNN out-of-distribution threshold and temperature calibration (new models)")
     spec: dict[str, Any] = Field(default_factory=dict, description="the TrainingJobSpec it was trained from")
     artifacts: list[str] = Field(default_factory=list, description="file names under models/<model_id>/")
     error: str | None = Field(default=None, description="why a failed model failed")

@@ -52,8 +52,19 @@ class Settings(BaseSettings):
     # Bearer token that mutating endpoints require
     api_token: str = "changeme"
 
-    # Local working space (disk cache of images for training, temp files for imports)
+    # Local working space (disk cache of images for training, temp files for imports, the converted
+    # relevance model)
     work_dir: str = ".data"
+
+    # The relevance gate (shared/relevance/), the same for the curator and /predict
+    relevance_pretrained: str = Field(
+        default="efficientnet_lite0",
+        description="efficientnet_lite0 (offline, from PyPI), keras_efficientnet_b0 (needs internet) or a .keras path",
+    )
+    relevance_prior_log_odds: float = Field(
+        default=0.0, ge=-20, le=20,
+        description="log prior odds that a photo is of a fungus (0: even); raise for sources that are mostly fungi",
+    )
 
     log_level: str = Field(default="INFO")
 

@@ -1,8 +1,8 @@
 """The training contract: a TrainingJobSpec says exactly what to train, on which manifest version, and how.
 
 A typed, nested experiment config in the manner of tensorflow/models ``official/`` (data, model, optimizer,
-augmentation, callbacks, fine-tuning, runtime), validated and frozen; the trainer writes it next to the
-model (``models/<id>/spec.json``) so that every model is reproducible from its card.
+augmentation, callbacks, fine-tuning, open-set fitting, runtime), validated and frozen; the trainer writes it
+next to the model (``models/<id>/spec.json``) so that every model is reproducible from its card.
 
 Sweeps (``SweepSpec``) expand a base spec over a grid of dotted-path overrides, one job per combination.
 """
@@ -177,6 +177,21 @@ class ExportConfig(_Frozen):
     tflite_float16: bool = True
 
 
+class OpenSetConfig(_Frozen):
+    """How the job fits open-set answers after training: a kNN bank of training embeddings, and thresholds
+    and a temperature fitted on the validation split (never the test split)."""
+
+    knn_k: int = Field(default=50, ge=1, le=1000,
+                       description="score = distance to the k-th nearest training embedding (capped at bank - 1)")
+    bank_size: int = Field(default=10_000, ge=10, le=200_000,
+                           description="training embeddings kept in the bank (stratified seeded subsample)")
+    id_retention: float = Field(default=0.95, ge=0.5, lt=1,
+                                description="share of validation images the OOD threshold keeps")
+    confident_precision: float = Field(
+        default=0.9, gt=0, le=1,
+        description="answers at or above uncertain_below must be right this often on validation")
+
+
 class TrainingJobSpec(_Frozen):
     """Everything a training job needs; the same spec always trains the same way on the same manifest version."""
 
@@ -200,8 +215,10 @@ class TrainingJobSpec(_Frozen):
     )
     distribution: DistributionStrategy = DistributionStrategy.default
     export: ExportConfig = ExportConfig()
+    openset: OpenSetConfig = OpenSetConfig()
     auto_promote: bool = Field(
-        default=False, description="promote when it beats the promoted model on the same test split"
+        default=False,
+        description="promote when its validation top-1 beats the promoted model's on the same split",
     )
     seed: int = 0
 

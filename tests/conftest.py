@@ -20,6 +20,7 @@ from shared.storage import ObjectStore
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 GBIF_SAMPLE = FIXTURES / "gbif" / "multimedia_psilocybe_semilanceata.txt"
+REAL_PHOTOS = FIXTURES / "realphotos"  # optional: real photos for evaluation only (its README)
 TEST_TOKEN = "test-token-" + uuid.uuid4().hex
 
 
@@ -28,6 +29,22 @@ def gbif_sample() -> Path:
     if not GBIF_SAMPLE.exists():  # the repo sits beside shared/; CI lays it the same way
         pytest.fail(f"the real GBIF sample is missing: {GBIF_SAMPLE}")
     return GBIF_SAMPLE
+
+
+@pytest.fixture(scope="session")
+def real_photos() -> Path:
+    """The shared real photos (``labels.jsonl`` + folders); tests that need them skip, saying so, without them."""
+    if not (REAL_PHOTOS / "labels.jsonl").exists():
+        pytest.skip(f"the optional real photos are not present at {REAL_PHOTOS} (evaluation data, not in the repo)")
+    return REAL_PHOTOS
+
+
+@pytest.fixture(scope="session")
+def relevance_gate(tmp_path_factory: pytest.TempPathFactory) -> object:
+    """The shared relevance gate with the real pretrained weights, converted once per test session."""
+    from shared.relevance.gate import load_gate
+
+    return load_gate("efficientnet_lite0", tmp_path_factory.mktemp("work"))
 
 
 @pytest.fixture(scope="session")

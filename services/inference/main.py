@@ -18,7 +18,7 @@ from services.inference.core.fetch import make_session
 from services.inference.core.metrics import ServiceMetrics
 from services.inference.core.model import configure_threads
 from services.inference.core.predictor import Predictor
-from services.inference.core.relevance import load_irrelevant_score
+from services.inference.core.relevance import GateHolder
 from services.inference.core.watcher import ModelWatcher
 from shared.logs import configure_logging
 from shared.registry import ModelRegistry
@@ -73,23 +73,28 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     threads = configure_threads(inference.tf_intra_op_threads)
     logger.info("TensorFlow intra-op threads: %s", threads or "default")
     metrics: ServiceMetrics = app.state.metrics
-    registry = ModelRegistry(ObjectStore.from_settings(settings))
+    store = ObjectStore.from_settings(settings)
+    registry = ModelRegistry(store)
+    gate = GateHolder.load(settings, store, inference.probe_poll_interval_s) if inference.relevance_gate else None
     watcher = ModelWatcher(
         registry, inference.poll_interval_s, inference.model_cache_dir,
         on_swap=lambda _: metrics.record_swap(),
         on_refuse=lambda _: metrics.refusals.inc(),
     )
     batcher = DynamicBatcher(lambda: watcher.current, inference.max_batch_size, inference.max_wait_ms,
-                             on_batch=metrics.batch_size.observe)
+                             on_batch=metrics.batch_size.observe, current_gate=lambda: gate.current if gate else None)
     session = make_session(inference.allow_loopback_urls, inference.url_timeout_s)
-    irrelevant_score = load_irrelevant_score() if inference.curator_filter else None
-    app.state.predictor = Predictor(inference, watcher, batcher, session, irrelevant_score, metrics)
+    app.state.predictor = Predictor(inference, watcher, batcher, session, gate, metrics)
     batcher.start()
+    if gate is not None:
+        gate.start()
     watcher.start()  # its first check loads the promoted model; /ready turns true when it is in
     try:
         yield
     finally:
         await watcher.stop()
+        if gate is not None:
+            await gate.stop()
         await batcher.stop()
         await session.close()
 

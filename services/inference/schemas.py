@@ -16,9 +16,10 @@ SAFETY_NOTICE = (
 
 
 class Verdict(StrEnum):
-    confident = "confident"
-    uncertain = "uncertain"
-    not_a_mushroom = "not_a_mushroom"
+    confident = "confident"  # a species, with a calibrated probability at or over the model's uncertain_below
+    uncertain = "uncertain"  # a mushroom of a kind it knows, but no species is likely enough: the genus
+    unknown_species = "unknown_species"  # a photo of a fungus, unlike every class this model was trained on
+    not_a_mushroom = "not_a_mushroom"  # not a photo of a fungus at all (the relevance gate), nor like one it knows
 
 
 class PredictUrl(BaseModel):
@@ -48,8 +49,13 @@ class Prediction(BaseModel):
     message: str
     predictions: list[ClassPrediction] = Field(description="top-k classes; empty when it is not a mushroom photo")
     genus: GroupPrediction | None = Field(default=None, description="the genus the summed probabilities support")
-    ood_score: float = Field(description="normalised entropy of the answer: 1 = no idea at all")
-    irrelevant_score: float | None = Field(default=None, description="the curator's 'not a field photo' score")
+    ood_score: float | None = Field(
+        default=None, description="distance to the model's training photos (k-th nearest neighbour of its embedding) "
+        "over the threshold fitted on validation: above 1 it is unlike every class it knows; null for a model "
+        "without an open-set bank")
+    relevance_score: float | None = Field(
+        default=None, description="the relevance gate's probability that this is a photo of a fungus (null: gate off)")
+    gate_version: str | None = Field(default=None, description="the relevance gate that judged (pretrained + probe)")
     model_id: str
     elapsed_ms: float
     safety_notice: str = SAFETY_NOTICE

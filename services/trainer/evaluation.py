@@ -1,19 +1,123 @@
-"""Test-split metrics and the plots a person reads to judge a model."""
+"""Judging a trained model: open-set fitting on train + validation, test-split metrics, and the plots a person
+reads.
+
+Order matters for honesty (scikit-learn's habit): the kNN bank comes from the train split; the temperature,
+the OOD threshold and the "uncertain" threshold from the validation split; the test split is only read to
+report, with everything already fixed.
+"""
 
 from __future__ import annotations
 
 import io
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 
+from shared import openset
+from shared.openset import KnnScorer, OpenSetCard
+from shared.training import OpenSetConfig
+
+logger = logging.getLogger(__name__)
+
+CALIBRATION_BINS = 15
+
+
+@dataclass
+class OpenSetFit:
+    """What the job fitted for open-set answers: the scorer (openset.npz), the card, and calibration.json."""
+
+    scorer: KnnScorer
+    card: OpenSetCard
+    calibration: dict[str, Any]
+
+
+def fit_openset(
+    train_features: np.ndarray, train_labels: np.ndarray, val_features: np.ndarray, val_logits: np.ndarray,
+    val_labels: np.ndarray, config: OpenSetConfig, fitted_on: str, seed: int = 0,
+) -> OpenSetFit:
+    """kNN bank on train; temperature, OOD threshold and uncertainty threshold on validation."""
+    scorer = KnnScorer.fit(train_features, train_labels, k=config.knn_k, bank_size=config.bank_size, seed=seed)
+    temperature = openset.fit_temperature(val_logits, val_labels)
+    if not 1.01 * openset.TEMPERATURE_BOUNDS[0] < temperature < 0.99 * openset.TEMPERATURE_BOUNDS[1]:
+        logger.warning("temperature %.3f is at its bound: the validation logits barely inform the answer (too "
+                       "few validation images, or an undertrained model)", temperature)
+    before, after = openset.softmax(val_logits), openset.softmax(val_logits, temperature)
+    bins_before = openset.reliability_bins(before, val_labels, CALIBRATION_BINS)
+    bins_after = openset.reliability_bins(after, val_labels, CALIBRATION_BINS)
+    ece_before = openset.expected_calibration_error(before, val_labels, CALIBRATION_BINS)
+    ece_after = openset.expected_calibration_error(after, val_labels, CALIBRATION_BINS)
+    correct = after.argmax(axis=1) == val_labels
+    uncertain_below = openset.fit_uncertain_below(after.max(axis=1), correct, config.confident_precision)
+    knn_scores = scorer.score(val_features)
+    threshold = openset.threshold_at_retention(knn_scores, config.id_retention)
+    retained = float((knn_scores <= threshold).mean())
+    comparison = method_comparison(train_features, train_labels, val_features, val_logits, correct, temperature,
+                                   knn_scores, config.id_retention)
+    card = OpenSetCard(
+        k=scorer.k, bank_size=len(scorer.bank), feature_dim=scorer.feature_dim, threshold=threshold,
+        id_retention=config.id_retention, id_validation_retained=retained, temperature=temperature,
+        uncertain_below=uncertain_below, precision_target=config.confident_precision, ece_before=ece_before,
+        ece_after=ece_after, validation_images=len(val_labels), fitted_on=fitted_on, fitted_at=datetime.now(UTC),
+        comparison=comparison,
+    )
+    calibration = {"temperature": temperature, "bins": CALIBRATION_BINS, "fitted_on": fitted_on,
+                   "validation_images": len(val_labels), "ece_before": ece_before, "ece_after": ece_after,
+                   "before": bins_before, "after": bins_after}
+    logger.info("open set: kNN k=%d over %d embeddings, threshold %.4f keeps %.3f of validation; T=%.3f, "
+                "ECE %.4f -> %.4f, uncertain below %.3f", card.k, card.bank_size, threshold, retained, temperature,
+                ece_before, ece_after, uncertain_below)
+    return OpenSetFit(scorer=scorer, card=card, calibration=calibration)
+
+
+def method_comparison(
+    train_features: np.ndarray, train_labels: np.ndarray, val_features: np.ndarray, val_logits: np.ndarray,
+    val_correct: np.ndarray, temperature: float, knn_scores: np.ndarray, id_retention: float,
+) -> dict[str, dict[str, float]]:
+    """Per OOD method, figures that validation alone can give honestly: its threshold at ``id_retention``, the
+    share kept, and (when there are errors) the AUROC of telling wrong answers from right ones.
+
+    Real OOD figures need OOD photos, which training does not have: the benchmark reports those.
+    """
+    means, precision = openset.mahalanobis_fit(train_features, train_labels)
+    scores = {
+        "knn": knn_scores,
+        "mahalanobis": openset.mahalanobis_score(val_features, means, precision),
+        "msp": openset.msp_score(val_logits, temperature),  # on calibrated probabilities, as served
+        "energy": openset.energy_score(val_logits),  # T = 1, the paper's default
+    }
+    comparison: dict[str, dict[str, float]] = {}
+    for method, values in scores.items():
+        threshold = openset.threshold_at_retention(values, id_retention)
+        figures = {"threshold": threshold, "validation_retained": float((values <= threshold).mean())}
+        if val_correct.any() and not val_correct.all():
+            figures["error_auroc"] = openset.auroc(values[val_correct], values[~val_correct])
+        comparison[method] = figures
+    return comparison
+
+
+def openset_test_figures(
+    test_logits: np.ndarray, test_features: np.ndarray, labels: np.ndarray, fit: OpenSetFit,
+) -> dict[str, float]:
+    """Test figures under the validation-fitted temperature and threshold: reported, never used to choose."""
+    calibrated = openset.softmax(test_logits, fit.card.temperature)
+    return {
+        "test_ece_uncalibrated": openset.expected_calibration_error(openset.softmax(test_logits), labels,
+                                                                    CALIBRATION_BINS),
+        "test_ece": openset.expected_calibration_error(calibrated, labels, CALIBRATION_BINS),
+        "test_knn_retained": float((fit.scorer.score(test_features) <= fit.card.threshold).mean()),
+        "test_uncertain_share": float((calibrated.max(axis=1) < fit.card.uncertain_below).mean()),
+    }
+
 
 def classification_metrics(probabilities: np.ndarray, labels: np.ndarray, class_names: list[str]) -> dict[str, Any]:
-    """top-1, top-3, macro F1, per-class precision/recall/F1 and the confusion matrix (rows: true class)."""
+    """top-1, top-3 (top-5 from 5 classes), macro F1, per-class precision/recall/F1 and the confusion matrix
+    (rows: true class)."""
     n_classes = len(class_names)
     predicted = probabilities.argmax(axis=1)
-    k = min(3, n_classes)
-    top_k = np.argsort(-probabilities, axis=1)[:, :k]
+    ranked = np.argsort(-probabilities, axis=1)
     confusion = np.zeros((n_classes, n_classes), dtype=np.int64)
     np.add.at(confusion, (labels, predicted), 1)
     per_class = {}
@@ -28,9 +132,14 @@ def classification_metrics(probabilities: np.ndarray, labels: np.ndarray, class_
         f1s.append(f1)
         per_class[name] = {"precision": precision, "recall": recall, "f1": f1, "support": int(actual)}
     total = len(labels)
+
+    def top(k: int) -> float:
+        return float((ranked[:, :k] == labels[:, None]).any(axis=1).mean()) if total else 0.0
+
     return {
         "top1": float((predicted == labels).mean()) if total else 0.0,
-        "top3": float((top_k == labels[:, None]).any(axis=1).mean()) if total else 0.0,
+        "top3": top(min(3, n_classes)),
+        **({"top5": top(5)} if n_classes >= 5 else {}),
         "macro_f1": float(np.mean(f1s)) if f1s else 0.0,
         "test_images": total,
         "per_class": per_class,

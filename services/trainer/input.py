@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
+from shared.imaging import decode_tensor, resize_for_model
 from shared.training import AugmentationConfig
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -25,9 +26,7 @@ AUTOTUNE = tf.data.AUTOTUNE
 def decode_resize(path: tf.Tensor, image_size: int) -> tf.Tensor:
     """One file -> uint8 RGB of image_size (uint8 until augmentation: a quarter of the bytes to move)."""
     data = tf.io.read_file(path)
-    image = tf.io.decode_image(data, channels=3, expand_animations=False)
-    image = tf.image.resize(image, (image_size, image_size), method="bilinear")
-    image = tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
+    image = tf.cast(resize_for_model(decode_tensor(data), image_size), tf.uint8)  # the path serving takes too
     image.set_shape((image_size, image_size, 3))
     return image
 

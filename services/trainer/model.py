@@ -1,6 +1,8 @@
 """The classifier: a Keras application backbone (or the tiny CNN) and a small head, preprocessing inside.
 
-Input: float32 RGB in [0, 255] of the spec's image size; output: softmax over the classes (shared/registry.py).
+Input: float32 RGB in [0, 255] of the spec's image size; output: logits over the classes (shared/registry.py).
+Logits, not probabilities, because temperature scaling (calibration) divides them before the softmax, and the
+energy score needs them; the penultimate embedding is layer ``pool``, which the kNN open-set score reads.
 Each backbone's own preprocessing is built from stock Keras layers (no Lambda, no custom classes), so the
 inference service loads ``model.keras`` with plain ``keras.models.load_model``.
 """
@@ -14,11 +16,13 @@ from typing import Any
 import keras
 import numpy as np
 
+from shared.openset import EMBEDDING_LAYER
 from shared.training import Backbone, OptimizerName, TrainingJobSpec
 
 logger = logging.getLogger(__name__)
 
 BACKBONE_LAYER = "backbone"
+LOGITS_LAYER = "logits"
 _CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 
 # name -> (constructor, preprocessing the backbone expects on [0, 255] RGB input)
@@ -84,14 +88,15 @@ def build_model(spec: TrainingJobSpec, num_classes: int) -> keras.Model:
         x = layer(x)
     # training=False keeps a pretrained backbone's BatchNorm in inference mode, also once it is unfrozen.
     x = backbone(x, training=False) if pretrained else backbone(x)
-    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    x = keras.layers.GlobalAveragePooling2D(name=EMBEDDING_LAYER)(x)
     if spec.head.dropout:
         x = keras.layers.Dropout(spec.head.dropout, name="dropout")(x)
     if spec.head.dense_units:
         x = keras.layers.Dense(spec.head.dense_units, activation="relu", name="dense")(x)
         if spec.head.dropout:
             x = keras.layers.Dropout(spec.head.dropout, name="dense_dropout")(x)
-    outputs = keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="probabilities")(x)
+    # float32 even under mixed precision: logits feed a softmax and distances that float16 would round.
+    outputs = keras.layers.Dense(num_classes, activation=None, dtype="float32", name=LOGITS_LAYER)(x)
     return keras.Model(inputs, outputs, name=f"sporeprint_{spec.backbone.name.value}")
 
 
@@ -112,7 +117,7 @@ def compile_model(
         jit_compile = bool(tf.config.list_physical_devices("GPU"))
     model.compile(
         optimizer=make_optimizer(name, learning_rate),
-        loss=keras.losses.SparseCategoricalCrossentropy(),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
         jit_compile=jit_compile,
     )

@@ -1,9 +1,14 @@
-"""One training run: plan -> cache -> tf.data -> model -> fit (head, then fine-tuning) -> evaluate -> registry.
+"""One training run: plan -> cache -> tf.data -> model -> fit (head, then fine-tuning) -> open set -> evaluate
+-> registry.
 
 Shaped like a tensorflow/models task (build_inputs, build_model, fit, evaluate), with a thin entry point
 (``services.trainer.worker.run_training_job``). Every epoch the full model (weights + optimizer state) and a
 small state file go to ``models/<id>/checkpoint/``; a run that finds them resumes after the last finished
 epoch, so a killed worker costs at most one epoch.
+
+After training, the open-set step embeds the train split (no augmentation, no shuffling) into the kNN bank and
+fits the temperature and thresholds on the validation split (``evaluation.fit_openset``); only then is the test
+split read, to report. Model choice (best epoch, auto-promotion, sweep winners) uses validation figures only.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from services.trainer.dataset import DatasetPlan, load_plan
 from services.trainer.input import build_dataset
 from services.trainer.model import build_model, compile_model, unfreeze_for_fine_tuning
 from services.trainer.promotion import maybe_auto_promote
+from shared import openset
 from shared.manifests import ManifestStore
 from shared.registry import ModelCard, ModelRegistry, ModelStatus, model_key
 from shared.storage import ObjectNotFound, ObjectStore
@@ -42,6 +48,9 @@ CancelCheck = Callable[[], bool]
 PHASE_HEAD = "head"
 PHASE_FINE_TUNE = "fine_tune"
 PHASE_DONE = "done"
+
+# card.metrics: validation figures (model choice) first, then test figures (reported only)
+SUMMARY_METRICS = ("val_top1", "val_ece", "top1", "top3", "top5", "macro_f1", "test_ece", "test_knn_retained")
 
 
 class JobCanceled(RuntimeError):
@@ -171,6 +180,7 @@ class TrainingRun:
         self.checkpoints = Checkpoints(store, model_id, self.local / "checkpoint")
         self.state = TrainingState()
         self.plan: DatasetPlan | None = None
+        self.paths: dict[str, list[str]] = {}
         self.created_at = datetime.now(UTC)
 
     @property
@@ -196,8 +206,9 @@ class TrainingRun:
         datasets = {}
         for split, examples in plan.splits.items():
             training = split == "train"
+            self.paths[split] = [str(paths[e.storage_key]) for e in examples]
             datasets[split] = build_dataset(
-                [str(paths[e.storage_key]) for e in examples], [e.label for e in examples],
+                self.paths[split], [e.label for e in examples],
                 self.spec.data.image_size, self.spec.batch_size,
                 augmentation=self.spec.augmentation if training else None, shuffle=training, seed=self.spec.seed,
             )
@@ -279,13 +290,43 @@ class TrainingRun:
         if self.state.best_epoch is not None and self.checkpoints.best_path.exists():
             model.load_weights(self.checkpoints.best_path)
 
-    def evaluate(self, model: keras.Model) -> dict[str, Any]:
+    def labels(self, split: str) -> np.ndarray:
+        assert self.plan is not None
+        return np.array([e.label for e in self.plan.splits[split]], dtype=np.int64)
+
+    def embed(self, model: keras.Model, split: str) -> tuple[np.ndarray, np.ndarray]:
+        """(features, logits) of a split in plan order: no augmentation, no shuffling (the train split too)."""
+        dataset = self._datasets[split] if split != "train" else build_dataset(
+            self.paths["train"], self.labels("train").tolist(), self.spec.data.image_size, self.spec.batch_size,
+            augmentation=None, shuffle=False)
+        features, logits = openset.embedding_model(model).predict(dataset, verbose=0)
+        return np.asarray(features, dtype=np.float32), np.asarray(logits, dtype=np.float32)
+
+    def fit_openset(self, model: keras.Model) -> tuple[evaluation.OpenSetFit, dict[str, Any]]:
+        """Bank from train, calibration and thresholds from validation; returns the fit and validation figures."""
+        self.progress(stage="calibrating")
+        train_features, _ = self.embed(model, "train")
+        val_features, val_logits = self.embed(model, "validation")
+        val_labels = self.labels("validation")
+        data = self.spec.data
+        fit = evaluation.fit_openset(
+            train_features, self.labels("train"), val_features, val_logits, val_labels, self.spec.openset,
+            fitted_on=f"validation split of {data.dataset} v{data.manifest_version} (kNN bank: train split)",
+            seed=self.spec.seed)
+        validation = {"val_top1": float((val_logits.argmax(axis=1) == val_labels).mean()),
+                      "val_ece": fit.card.ece_after}
+        return fit, validation
+
+    def evaluate(self, model: keras.Model, fit: evaluation.OpenSetFit) -> dict[str, Any]:
+        """Test-split figures with the validation-fitted temperature and threshold: reported only."""
         assert self.plan is not None
         self.progress(stage="evaluating")
-        test = self._datasets["test"]
-        labels = np.array([e.label for e in self.plan.splits["test"]])
-        probabilities = model.predict(test, verbose=0)
-        return evaluation.classification_metrics(probabilities, labels, self.plan.class_names)
+        features, logits = self.embed(model, "test")
+        labels = self.labels("test")
+        metrics = evaluation.classification_metrics(openset.softmax(logits, fit.card.temperature), labels,
+                                                    self.plan.class_names)
+        metrics.update(evaluation.openset_test_figures(logits, features, labels, fit))
+        return metrics
 
     # --- artifacts and registry -----------------------------------------------------------------------
     def card(self, status: ModelStatus, **changes: Any) -> ModelCard:
@@ -295,7 +336,7 @@ class TrainingRun:
             "taxon_level": self.spec.data.taxon_level, "backbone": self.spec.backbone.name.value,
             "image_size": self.spec.data.image_size, "classes": self.plan.classes if self.plan else [],
             "spec": self.spec.model_dump(mode="json"), "job_id": self.job_id,
-            "test_split_hash": self.plan.test_split_hash() if self.plan else None,
+            "test_split_hash": self.plan.test_split_hash() if self.plan else None, "output": "logits",
         }
         fields.update(changes)
         return ModelCard(**fields)
@@ -304,7 +345,7 @@ class TrainingRun:
         self.store.put_bytes(model_key(self.model_id, name), data, content_type)
         artifacts.append(name)
 
-    def save_artifacts(self, model: keras.Model, metrics: dict[str, Any]) -> list[str]:
+    def save_artifacts(self, model: keras.Model, metrics: dict[str, Any], fit: evaluation.OpenSetFit) -> list[str]:
         assert self.plan is not None
         self.progress(stage="exporting")
         artifacts: list[str] = []
@@ -329,6 +370,13 @@ class TrainingRun:
                           "image/png", artifacts)
         self.put_artifact("confusion.png", evaluation.confusion_png(metrics["confusion"], self.plan.class_names),
                           "image/png", artifacts)
+        scorer_path = export_dir / "openset.npz"
+        fit.scorer.save(scorer_path)
+        self.store.put_file(model_key(self.model_id, "openset.npz"), scorer_path)
+        artifacts.append("openset.npz")
+        self.put_artifact("calibration.json", _json(fit.calibration), as_json, artifacts)
+        self.put_artifact("reliability.png", openset.reliability_png(
+            fit.calibration["before"], fit.calibration["after"], fit.card.temperature), "image/png", artifacts)
         exports: dict[str, str] = {}
         if self.spec.export.saved_model or self.spec.export.tflite_float16:
             saved_model = export_dir / "saved_model"
@@ -368,11 +416,13 @@ class TrainingRun:
             self.created_at = existing.created_at
         self.registry.save_card(self.card(ModelStatus.training))
         model = self.train()
-        metrics = self.evaluate(model)
-        artifacts = self.save_artifacts(model, metrics)
-        summary = {name: float(metrics[name]) for name in ("top1", "top3", "macro_f1")}
+        fit, validation = self.fit_openset(model)
+        metrics = self.evaluate(model, fit)
+        metrics.update(validation)
+        artifacts = self.save_artifacts(model, metrics, fit)
+        summary = {name: float(metrics[name]) for name in SUMMARY_METRICS if name in metrics}
         summary["best_val_accuracy"] = float(self.state.best_val_accuracy)
-        card = self.card(ModelStatus.complete, metrics=summary, artifacts=artifacts)
+        card = self.card(ModelStatus.complete, metrics=summary, artifacts=artifacts, openset=fit.card)
         self.registry.save_card(card)
         self.checkpoints.clear()
         self.progress(stage="complete", metrics=summary)

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageFile, ImageOps
 
+from shared.imaging import to_rgb
+
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 # Our own pixel limit (policy.max_pixels) is checked from the header before decoding. Pillow's global
 # limit is left alone (other code in the process relies on it): its warning is ignored here, and its
@@ -91,7 +93,7 @@ def normalise(data: bytes, policy: ImagePolicy) -> Normalised:
     if keep_bytes:
         out = data
     else:
-        image = _to_rgb(image)
+        image = to_rgb(image)
         if needs_resize:
             assert policy.max_side is not None
             # Box: each output pixel is the mean of the input area it covers (OpenCV's INTER_AREA, what
@@ -102,18 +104,3 @@ def normalise(data: bytes, policy: ImagePolicy) -> Normalised:
         out = buffer.getvalue()
         width, height = image.size
     return Normalised("ok", None, out, hashlib.sha256(out).hexdigest(), width, height)
-
-
-def _to_rgb(image: Image.Image) -> Image.Image:
-    if image.mode == "RGB":
-        return image
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGB", rgba.size, (255, 255, 255))
-        background.paste(rgba, mask=rgba.getchannel("A"))
-        return background
-    if image.mode == "CMYK":
-        return image.convert("RGB")
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        return image.point(lambda v: v / 256).convert("L").convert("RGB")
-    return image.convert("RGB")

@@ -1,8 +1,19 @@
-"""Turning a probability vector into an answer: top-k, uncertain -> genus, not a mushroom at all."""
+"""Turning a model's and the relevance gate's readings into an answer.
+
+The order of the questions (shared/DESIGN.md, "Image judgements"):
+
+0. A blank image (a flat colour) is a photo of nothing -> ``not_a_mushroom``.
+1. Is it a photo of a fungus? The gate's relevance under ``1 - irrelevant_above`` means no, unless the served
+   model finds the photo familiar (its kNN distance within the threshold fitted on validation): a model's own
+   classes need not look like ImageNet's fungi (the demo's drawn species do not), and what it was trained on
+   is answered. -> ``not_a_mushroom``.
+2. Is it one of the species this model knows? A kNN distance over the threshold -> ``unknown_species``.
+3. How sure is it? The calibrated top probability under ``uncertain_below`` -> ``uncertain`` with the genus
+   the summed probabilities support; else ``confident``.
+"""
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 
 import numpy as np
@@ -12,16 +23,9 @@ from shared.registry import ClassLabel
 
 CONFIDENT = "the model is confident about the species"
 UNCERTAIN = "uncertain: no species is likely enough; the genus below is what the probabilities support"
-NOT_A_MUSHROOM = "this does not look like a field photo of a mushroom, so the model does not guess"
-
-
-def ood_score(probabilities: np.ndarray) -> float:
-    """Normalised entropy: 0 when one class takes everything, 1 when the model spreads evenly (no idea)."""
-    n = len(probabilities)
-    if n < 2:
-        return 0.0
-    p = np.clip(probabilities.astype(np.float64), 1e-12, 1.0)
-    return float(-(p * np.log(p)).sum() / math.log(n))
+UNKNOWN_SPECIES = ("this looks like a mushroom, but unlike every species this model was trained on: it may be "
+                   "one it does not know, so it does not name one")
+NOT_A_MUSHROOM = "this does not look like a photo of a mushroom, so the model does not guess"
 
 
 def genus_of(label: ClassLabel) -> str:
@@ -46,24 +50,34 @@ def class_prediction(label: ClassLabel, probability: float) -> ClassPrediction:
                            genus=label.genus, family=label.family)
 
 
+def decide(relevance: float | None, novelty: float | None, top_probability: float, uncertain_below: float,
+           irrelevant_above: float, blank: bool = False) -> Verdict:
+    familiar = novelty is not None and novelty <= 1.0
+    if blank:  # a flat colour is a photo of nothing, however close a model's embedding of it may fall
+        return Verdict.not_a_mushroom
+    if relevance is not None and 1.0 - relevance > irrelevant_above and not familiar:
+        return Verdict.not_a_mushroom
+    if novelty is not None and not familiar:
+        return Verdict.unknown_species
+    return Verdict.uncertain if top_probability < uncertain_below else Verdict.confident
+
+
+MESSAGES = {Verdict.confident: CONFIDENT, Verdict.uncertain: UNCERTAIN, Verdict.unknown_species: UNKNOWN_SPECIES,
+            Verdict.not_a_mushroom: NOT_A_MUSHROOM}
+
+
 def build_answer(probabilities: np.ndarray, classes: list[ClassLabel], model_id: str, top_k: int,
-                 uncertain_below: float, ood_above: float, irrelevant: float | None,
-                 irrelevant_above: float) -> Prediction:
-    ood = ood_score(probabilities)
+                 uncertain_below: float, irrelevant_above: float, relevance: float | None = None,
+                 novelty: float | None = None, gate_version: str | None = None, blank: bool = False) -> Prediction:
     by_index = {label.index: label for label in classes}
-    # "Not a mushroom" is the curator filter's call when it runs: a spread-out answer from a weak or
-    # few-class model means "uncertain", not "this is an envelope". Entropy decides alone only without it.
-    not_a_photo = irrelevant > irrelevant_above if irrelevant is not None else ood > ood_above
-    if not_a_photo:
-        return Prediction(verdict=Verdict.not_a_mushroom, message=NOT_A_MUSHROOM, predictions=[],
-                          ood_score=round(ood, 6), irrelevant_score=irrelevant, model_id=model_id, elapsed_ms=0)
     order = np.argsort(-probabilities)[:top_k]
-    top = [class_prediction(by_index[int(i)], float(probabilities[i])) for i in order]
-    uncertain = float(probabilities[order[0]]) < uncertain_below or ood > ood_above
+    verdict = decide(relevance, novelty, float(probabilities[order[0]]), uncertain_below, irrelevant_above, blank)
+    named = verdict in (Verdict.confident, Verdict.uncertain)
     return Prediction(
-        verdict=Verdict.uncertain if uncertain else Verdict.confident,
-        message=UNCERTAIN if uncertain else CONFIDENT,
-        predictions=top,
-        genus=best_genus(probabilities, classes) if uncertain else None,
-        ood_score=round(ood, 6), irrelevant_score=irrelevant, model_id=model_id, elapsed_ms=0,
+        verdict=verdict, message=MESSAGES[verdict],
+        predictions=[class_prediction(by_index[int(i)], float(probabilities[i])) for i in order] if named else [],
+        genus=best_genus(probabilities, classes) if verdict is Verdict.uncertain else None,
+        ood_score=None if novelty is None else round(novelty, 6),
+        relevance_score=None if relevance is None else round(relevance, 6),
+        gate_version=gate_version, model_id=model_id, elapsed_ms=0,
     )

@@ -13,16 +13,18 @@ class InferenceSettings(BaseSettings):
         env_prefix="SPOREPRINT_INFERENCE_", env_file=".env", env_ignore_empty=True, extra="ignore"
     )
 
-    # Answers
+    # Answers. The thresholds that decide an answer come from the served model's card (fitted on its validation
+    # split by the training job: kNN threshold at 95% retention, temperature, uncertain_below); these override.
     top_k: int = Field(default=5, ge=1, le=100)
-    uncertain_below: float = Field(default=0.5, ge=0, le=1, description="top probability under which we say uncertain")
-    ood_above: float = Field(
-        default=0.85, ge=0, le=1, description="normalised softmax entropy over which the photo is out of distribution"
+    uncertain_below: float | None = Field(
+        default=None, ge=0, le=1,
+        description="calibrated top probability under which we say uncertain (default: the model card's fitted value)",
     )
-    curator_filter: bool = Field(default=True, description="use the curator's irrelevant_score when installed")
+    relevance_gate: bool = Field(default=True, description="ask the relevance gate whether it is a photo of a fungus")
     irrelevant_above: float = Field(
-        default=0.5, ge=0, le=1, description="curator irrelevant_score over which the photo is not a field photo"
+        default=0.5, ge=0, le=1, description="gate irrelevant_score over which the photo is not a photo of a fungus"
     )
+    probe_poll_interval_s: float = Field(default=30.0, gt=0, description="how often the relevance probe is re-read")
 
     # Dynamic batching
     max_batch_size: int = Field(default=16, ge=1, le=256)

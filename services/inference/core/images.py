@@ -8,6 +8,8 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from shared.imaging import photo_to_model_input, to_rgb
+
 SUPPORTED_FORMATS = frozenset({"JPEG", "PNG", "WEBP"})
 
 EMPTY_UPLOAD = "empty upload: send a JPEG, PNG or WebP photo"
@@ -27,8 +29,12 @@ class ImageRejected(ValueError):
         self.detail = detail
 
 
-def open_photo(data: bytes, max_pixels: int, max_bytes: int, draft_size: int | None = None) -> Image.Image:
-    """Decode ``data`` into an upright RGB image (EXIF orientation applied)."""
+def open_photo(data: bytes, max_pixels: int, max_bytes: int) -> Image.Image:
+    """Decode ``data`` into an upright RGB image (EXIF orientation applied, transparency on white).
+
+    Every pixel is decoded (no JPEG draft mode): training decodes the full image too, and the same stored
+    file must give the same model input in both (shared/imaging.py).
+    """
     if not data:
         raise ImageRejected(400, EMPTY_UPLOAD)
     if len(data) > max_bytes:
@@ -47,26 +53,17 @@ def open_photo(data: bytes, max_pixels: int, max_bytes: int, draft_size: int | N
         width, height = image.size
         if width < 1 or height < 1 or width * height > max_pixels:
             raise ImageRejected(413, TOO_MANY_PIXELS)
-        if draft_size and image.format == "JPEG":
-            # Decode a JPEG at a reduced scale (1/2, 1/4, 1/8; never below the model's size) when the model
-            # wants far fewer pixels: several times faster than decoding every pixel and resizing.
-            image.draft("RGB", (draft_size, draft_size))
         try:
             image.load()
             upright = ImageOps.exif_transpose(image) or image
-            return upright.convert("RGB")
+            return to_rgb(upright)
         except Image.DecompressionBombError:
             raise ImageRejected(413, TOO_MANY_PIXELS) from None
         except (OSError, ValueError, SyntaxError, EOFError):
             raise ImageRejected(422, TRUNCATED_IMAGE) from None
 
 
-def to_model_input(photo: Image.Image, image_size: int) -> np.ndarray:
-    """The model's input for one photo: float32 RGB in [0, 255], squashed to ``image_size`` square."""
-    resized = photo.resize((image_size, image_size), Image.Resampling.BILINEAR)
-    return np.asarray(resized, dtype=np.float32)
-
-
 def decode_for_model(data: bytes, image_size: int, max_pixels: int, max_bytes: int) -> tuple[np.ndarray, Image.Image]:
-    photo = open_photo(data, max_pixels, max_bytes, draft_size=image_size)
-    return to_model_input(photo, image_size), photo
+    """The model's input for an upload (float32 RGB in [0, 255], ``image_size`` square) and the decoded photo."""
+    photo = open_photo(data, max_pixels, max_bytes)
+    return photo_to_model_input(photo, image_size), photo

@@ -1,7 +1,9 @@
-"""A served model: the Keras model from the registry, compiled once into ``tf.function`` graphs.
+"""A served model: the Keras model from the registry, compiled once into ``tf.function`` graphs, with the
+open-set artefacts its training job fitted (kNN bank, threshold, temperature; shared/openset.py).
 
 Serving never calls ``model.predict`` per request (it is about 3x slower for one image): the batcher
-calls :meth:`ServedModel.predict`, a ``tf.function`` traced once for any batch size.
+calls :meth:`ServedModel.score`, a ``tf.function`` traced once for any batch size, which returns the
+penultimate embedding and the logits of one forward pass.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from shared import openset
 from shared.cpus import available_cpus
 from shared.registry import ModelCard, ModelRegistry, model_key
 
@@ -32,7 +35,8 @@ class ModelRefused(RuntimeError):
 class ServedModel:
     card: ModelCard
     keras_model: Any
-    predict_fn: Any
+    predict_fn: Any  # images -> (embedding or None, logits); for an old softmax model, log-probabilities
+    knn: openset.KnnScorer | None = None
     promoted_at: datetime | None = None
     loaded_at: float = field(default_factory=time.time)
     _explain_fn: Any = None
@@ -45,9 +49,27 @@ class ServedModel:
     def image_size(self) -> int:
         return self.card.image_size
 
+    @property
+    def temperature(self) -> float:
+        return self.card.openset.temperature if self.card.openset else 1.0
+
+    def score(self, batch: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
+        """(embedding (n, d) or None, logits (n, classes)) for a float32 batch (n, size, size, 3) in [0, 255]."""
+        embedding, logits = self.predict_fn(tf.convert_to_tensor(batch, dtype=tf.float32))
+        return (None if embedding is None else np.asarray(embedding)), np.asarray(logits)
+
     def predict(self, batch: np.ndarray) -> np.ndarray:
-        """Softmax probabilities for a float32 batch (n, size, size, 3) in [0, 255]."""
-        return np.asarray(self.predict_fn(tf.convert_to_tensor(batch, dtype=tf.float32)))
+        """Calibrated probabilities (softmax of logits / temperature) for a batch."""
+        return self.predict_from_logits(self.score(batch)[1])
+
+    def predict_from_logits(self, logits: np.ndarray) -> np.ndarray:
+        return openset.softmax(logits, self.temperature)
+
+    def novelty(self, embedding: np.ndarray | None) -> np.ndarray | None:
+        """kNN distance / the fitted threshold per row (> 1: unlike every class it knows); None without a bank."""
+        if self.knn is None or embedding is None or self.card.openset is None:
+            return None
+        return self.knn.score(embedding) / max(self.card.openset.threshold, 1e-9)
 
     def explain(self, image: np.ndarray, class_index: int) -> np.ndarray:
         """A Grad-CAM map in [0, 1] (h, w) of the last spatial feature map for ``class_index``."""
@@ -75,12 +97,24 @@ def configure_threads(intra_op_threads: int) -> int:
     return wanted
 
 
-def compile_predict(model: Any, image_size: int) -> Any:
+def compile_predict(model: Any, image_size: int, logits: bool) -> Any:
+    """One graph for (embedding, logits). A model that outputs softmax (trained before logits were exported)
+    gives log-probabilities instead, which softmax maps back to the same probabilities."""
     spec = tf.TensorSpec([None, image_size, image_size, 3], tf.float32)
+    try:
+        both = openset.embedding_model(model)
+    except ValueError:  # no layer "pool": no embedding, so no open-set score
+        both = None
 
     @tf.function(input_signature=[spec], reduce_retracing=True)
-    def predict(images: tf.Tensor) -> tf.Tensor:
-        return model(images, training=False)
+    def predict(images: tf.Tensor) -> tuple[tf.Tensor | None, tf.Tensor]:
+        if both is None:
+            embedding, output = None, model(images, training=False)
+        else:
+            embedding, output = both(images, training=False)
+        if not logits:
+            output = tf.math.log(tf.maximum(output, 1e-12))
+        return embedding, output
 
     return predict
 
@@ -145,6 +179,7 @@ def load_served_model(registry: ModelRegistry, model_id: str, promoted_at: datet
         card = registry.card(model_id)
     except Exception as exc:  # noqa: BLE001 - any failure refuses the model
         raise ModelRefused(f"model {model_id!r}: no readable card ({exc})") from exc
+    knn = None
     with tempfile.TemporaryDirectory(prefix="sporeprint-model-", dir=cache_dir or None) as tmp:
         path = Path(tmp) / "model.keras"
         try:
@@ -152,13 +187,20 @@ def load_served_model(registry: ModelRegistry, model_id: str, promoted_at: datet
             model = keras.models.load_model(path, compile=False)
         except Exception as exc:  # noqa: BLE001 - a corrupt or missing file refuses the model
             raise ModelRefused(f"model {model_id!r} does not load: {exc}") from exc
+        if card.openset is not None:
+            bank = Path(tmp) / "openset.npz"
+            try:
+                registry.store.get_file(model_key(model_id, "openset.npz"), bank)
+                knn = openset.KnnScorer.load(bank)
+            except Exception as exc:  # noqa: BLE001 - a card that promises a bank must have one
+                raise ModelRefused(f"model {model_id!r}: its open-set bank does not load: {exc}") from exc
     expected = (card.image_size, card.image_size, 3)
     inputs = getattr(model, "inputs", None)
     declared = tuple(inputs[0].shape[1:]) if inputs else expected
     if len(declared) != 3 or any(d is not None and d != e for d, e in zip(declared, expected, strict=True)):
         raise ModelRefused(f"model {model_id!r} takes input shape {declared}; its card says {expected}")
-    predict_fn = compile_predict(model, card.image_size)
-    served = ServedModel(card=card, keras_model=model, predict_fn=predict_fn, promoted_at=promoted_at)
+    predict_fn = compile_predict(model, card.image_size, logits=card.output == "logits")
+    served = ServedModel(card=card, keras_model=model, predict_fn=predict_fn, knn=knn, promoted_at=promoted_at)
     smoke_test(served)
     return served
 
@@ -171,13 +213,19 @@ def smoke_test(served: ServedModel) -> None:
         np.float32
     )
     try:
-        probs = served.predict(batch)
-    except Exception as exc:  # noqa: BLE001 - wrong input shape, broken graph...
+        embedding, logits = served.score(batch)
+        probs = openset.softmax(logits, served.temperature)
+        served.novelty(embedding)
+    except Exception as exc:  # noqa: BLE001 - wrong input shape, broken graph, a bank of another width...
         raise ModelRefused(f"model {served.model_id!r} failed the smoke prediction: {exc}") from exc
     n_classes = len(served.card.classes)
     if probs.shape != (2, n_classes):
         raise ModelRefused(
             f"model {served.model_id!r} answered shape {probs.shape}; its card has {n_classes} classes"
         )
-    if not np.all(np.isfinite(probs)) or not np.allclose(probs.sum(axis=1), 1.0, atol=1e-3) or probs.min() < 0:
-        raise ModelRefused(f"model {served.model_id!r} does not output softmax probabilities")
+    if not np.all(np.isfinite(probs)):
+        raise ModelRefused(f"model {served.model_id!r} answers non-finite numbers")
+    if served.card.output == "probabilities":  # a card that promises softmax must get softmax
+        raw = np.asarray(served.keras_model(tf.convert_to_tensor(batch), training=False))
+        if not np.allclose(raw.sum(axis=1), 1.0, atol=1e-3) or raw.min() < 0:
+            raise ModelRefused(f"model {served.model_id!r} does not output softmax probabilities, as its card says")

@@ -8,19 +8,20 @@ import time
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from services.inference.core.answers import build_answer
-from services.inference.core.batcher import DynamicBatcher, fit
+from services.inference.core.batcher import DynamicBatcher, GateInput, fit
 from services.inference.core.config import InferenceSettings
 from services.inference.core.fetch import fetch_photo
 from services.inference.core.heatmap import overlay_png
 from services.inference.core.images import decode_for_model
 from services.inference.core.metrics import ServiceMetrics
 from services.inference.core.model import ServedModel
-from services.inference.core.relevance import IrrelevantScore
+from services.inference.core.relevance import GateHolder
 from services.inference.core.watcher import ModelWatcher
-from services.inference.schemas import Prediction, Verdict
+from services.inference.schemas import Prediction
+from shared.imaging import photo_to_model_input
+from shared.relevance.stats import image_features
 
 logger = logging.getLogger(__name__)
 
@@ -33,12 +34,12 @@ class ModelUnavailable(RuntimeError):
 
 class Predictor:
     def __init__(self, settings: InferenceSettings, watcher: ModelWatcher, batcher: DynamicBatcher,
-                 session: Any, irrelevant_score: IrrelevantScore | None, metrics: ServiceMetrics) -> None:
+                 session: Any, gate: GateHolder | None, metrics: ServiceMetrics) -> None:
         self.settings = settings
         self.watcher = watcher
         self.batcher = batcher
         self.session = session
-        self.irrelevant_score = irrelevant_score
+        self.gate = gate
         self.metrics = metrics
 
     def model(self) -> ServedModel:
@@ -47,17 +48,19 @@ class Predictor:
             raise ModelUnavailable(NO_MODEL)
         return model
 
-    def _decode(self, data: bytes, image_size: int) -> tuple[np.ndarray, Image.Image]:
-        return decode_for_model(data, image_size, self.settings.max_pixels, self.settings.max_upload_bytes)
+    def _decode(self, data: bytes, image_size: int) -> tuple[np.ndarray, GateInput | None]:
+        """Model input and gate input of one upload (both by shared.imaging's one resize path)."""
+        image, photo = decode_for_model(data, image_size, self.settings.max_pixels, self.settings.max_upload_bytes)
+        if self.gate is None:
+            return image, None
+        gate = self.gate.current
+        gate_image = image if gate.image_size == image_size else photo_to_model_input(photo, gate.image_size)
+        return image, GateInput(gate_image, image_features(photo))
 
-    def _irrelevance(self, photo: Image.Image) -> float | None:
-        if self.irrelevant_score is None:
-            return None
-        try:
-            return round(float(self.irrelevant_score(photo)), 6)
-        except Exception:  # noqa: BLE001 - a filter bug must not fail the prediction
-            logger.exception("irrelevant_score failed; answering from the OOD score alone")
-            return None
+    def uncertain_below(self, model: ServedModel) -> float:
+        if self.settings.uncertain_below is not None:
+            return self.settings.uncertain_below
+        return model.card.openset.uncertain_below if model.card.openset else 0.5
 
     async def predict_bytes(self, data: bytes, explain: bool = False, top_k: int | None = None) -> Prediction:
         started = time.perf_counter()
@@ -65,21 +68,17 @@ class Predictor:
         loop = asyncio.get_running_loop()
         self.batcher.arriving += 1
         try:
-            image, photo = await loop.run_in_executor(None, self._decode, data, image_size)
+            image, gate_input = await loop.run_in_executor(None, self._decode, data, image_size)
         finally:
             self.batcher.arriving -= 1
-        # The curator's filter runs on another core while the model scores the image.
-        irrelevance = loop.run_in_executor(None, self._irrelevance, photo)
-        try:
-            scored = await self.batcher.score(image)
-        finally:
-            irrelevant = await irrelevance
+        scored = await self.batcher.score(image, gate_input)
         model = scored.model
         answer = build_answer(
             scored.probabilities, model.card.classes, model.model_id, top_k or self.settings.top_k,
-            self.settings.uncertain_below, self.settings.ood_above, irrelevant, self.settings.irrelevant_above,
+            self.uncertain_below(model), self.settings.irrelevant_above, scored.relevance, scored.novelty,
+            scored.gate.version if scored.gate else None, scored.blank,
         )
-        if explain and answer.verdict is not Verdict.not_a_mushroom:
+        if explain and answer.predictions:
             top = int(np.argmax(scored.probabilities))
             answer.heatmap_png = await loop.run_in_executor(None, self._explain, model, image, top)
         answer.elapsed_ms = round((time.perf_counter() - started) * 1000, 3)

@@ -1,24 +1,57 @@
-"""The curator's "not a field photo" filter, used when the curator's code is installed beside us."""
+"""The relevance gate as /predict uses it: the shared model (shared/relevance/), with the curator's latest
+probe re-read from the bucket every ``probe_poll_interval_s``, so both services judge with the same gate."""
 
 from __future__ import annotations
 
-import importlib
+import asyncio
 import logging
-from collections.abc import Callable
 
-from PIL import Image
+from shared.relevance.gate import RelevanceGate, load_gate
+from shared.relevance.store import load_probe
+from shared.settings import Settings
+from shared.storage import ObjectStore
 
 logger = logging.getLogger(__name__)
 
-IrrelevantScore = Callable[[Image.Image], float]
 
+class GateHolder:
+    """The gate in force; :meth:`refresh` swaps in a new probe by one reference assignment."""
 
-def load_irrelevant_score() -> IrrelevantScore | None:
-    """``services.curator.filter.stats.irrelevant_score`` if importable; else None (the OOD score decides)."""
-    try:
-        module = importlib.import_module("services.curator.filter.stats")
-        score: IrrelevantScore = module.irrelevant_score
-    except (ImportError, AttributeError) as exc:
-        logger.info("curator irrelevant filter not available (%s); relying on the OOD score", exc)
-        return None
-    return score
+    def __init__(self, gate: RelevanceGate, store: ObjectStore, poll_interval_s: float) -> None:
+        self.current = gate
+        self.store = store
+        self.poll_interval_s = poll_interval_s
+        self._task: asyncio.Task[None] | None = None
+
+    @classmethod
+    def load(cls, settings: Settings, store: ObjectStore, poll_interval_s: float) -> GateHolder:
+        gate = load_gate(settings.relevance_pretrained, settings.work_dir, settings.relevance_prior_log_odds)
+        return cls(gate, store, poll_interval_s)
+
+    async def refresh(self) -> None:
+        probe = await asyncio.to_thread(load_probe, self.store)
+        current = self.current.probe
+        if (probe is None) != (current is None) or (probe and current and probe.version != current.version):
+            self.current = self.current.with_probe(probe)
+            logger.info("relevance gate now %s", self.current.version)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="relevance-probe-watcher")
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.refresh()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - storage down: keep the probe we have
+                logger.exception("reading the relevance probe failed")
+            await asyncio.sleep(self.poll_interval_s)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass

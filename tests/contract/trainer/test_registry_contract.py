@@ -18,6 +18,7 @@ from PIL import Image
 
 from services.trainer.synthetic import write_synthetic_manifest
 from services.trainer.task import TrainingRun
+from shared import openset
 from shared.contract import SCHEMA_DIR
 from shared.registry import ModelCard, ModelRegistry, ModelStatus
 from shared.storage import ObjectStore
@@ -58,6 +59,8 @@ def test_a_trained_model_honours_the_registry_contract(store: ObjectStore, tmp_p
     jpeg = store.get_bytes(next(iter(store.list("images/synthetic/contract/"))))
     image = Image.open(io.BytesIO(jpeg)).convert("RGB").resize((card.image_size, card.image_size))
     batch = np.asarray(image, dtype="float32")[None]  # float32 RGB in [0, 255]: no scaling by the caller
-    probabilities = model.predict(batch, verbose=0)
+    # The model outputs logits; the card carries the temperature that calibrates them and the open-set bank.
+    assert card.output == "logits" and card.openset is not None and "openset.npz" in card.artifacts
+    probabilities = openset.softmax(model.predict(batch, verbose=0), card.openset.temperature)
     assert probabilities.shape == (1, len(card.classes))
     assert probabilities.sum() == pytest.approx(1.0, abs=1e-4) and (probabilities >= 0).all()

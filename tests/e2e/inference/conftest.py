@@ -1,8 +1,10 @@
 """A tiny real Keras classifier of fixtureweb species, published to the real S3 store like the trainer does.
 
 The model is trained for a few seconds on synthetic species photos, with outlier exposure on irrelevant
-images (herbarium sheets, envelopes, microscopy, labels -> a uniform target), so that its answers are
-meaningful: species photos get a confident class, irrelevant images a spread-out (high entropy) answer.
+images (herbarium sheets, envelopes, microscopy, labels -> a uniform target). Like a trained model it outputs
+logits, has an embedding layer "pool", and comes with open-set artefacts fitted as the training job fits them
+(shared/openset.py: a kNN bank of its training photos, the threshold keeping 95% of held-out photos, a
+temperature), so /predict answers with the real verdict logic.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from fixtureweb.config import preset
 from fixtureweb.irrelevant import IrrelevantKind, render_irrelevant
 from fixtureweb.species import SpeciesCatalog
 from fixtureweb.web import FixtureWeb, FixtureWebInfo
+from shared import openset
 from shared.processes import ManagedProcess, start_service
 from shared.registry import ClassLabel, ModelCard, ModelRegistry, ModelStatus, model_key
 from shared.settings import Environment, Settings
@@ -36,7 +39,8 @@ CATALOG = SpeciesCatalog(N_CLASSES, seed=0)
 MAX_UPLOAD = 2 * 1024 * 1024
 MAX_PIXELS = 4_000_000
 TRAIN_SEEDS = range(1000, 1040)
-OUTLIER_SEEDS = range(1000, 1060)  # photos the model learns from; tests use seeds below 1000
+OUTLIER_SEEDS = range(1000, 1060)  # photos the model learns from; tests use seeds below 900
+VALIDATION_SEEDS = range(900, 915)  # held out from training: the open-set threshold and temperature
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,8 @@ class FixtureModel:
     path: Path
     classes: list[ClassLabel]
     image_size: int = IMAGE_SIZE
+    openset: openset.OpenSetCard | None = None
+    bank: Path | None = None
 
 
 def class_labels() -> list[ClassLabel]:
@@ -68,22 +74,22 @@ def encode(image: Image.Image, fmt: str = "JPEG", **options: object) -> bytes:
 
 
 def _as_input(image: Image.Image) -> np.ndarray:
-    return np.asarray(image.convert("RGB").resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR), np.float32)
+    from shared.imaging import photo_to_model_input
+
+    return photo_to_model_input(image, IMAGE_SIZE)
 
 
 def build_fixture_model(path: Path, train: bool = True, n_outputs: int = N_CLASSES) -> Path:
     import keras
 
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([
-        keras.Input((IMAGE_SIZE, IMAGE_SIZE, 3)),
-        keras.layers.Rescaling(1 / 127.5, offset=-1),
-        keras.layers.Conv2D(24, 3, strides=2, activation="relu", padding="same"),
-        keras.layers.Conv2D(48, 3, strides=2, activation="relu", padding="same"),
-        keras.layers.Conv2D(64, 3, activation="relu", padding="same"),
-        keras.layers.GlobalAveragePooling2D(),
-        keras.layers.Dense(n_outputs, activation="softmax"),
-    ])
+    inputs = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 3))
+    x = keras.layers.Rescaling(1 / 127.5, offset=-1)(inputs)
+    x = keras.layers.Conv2D(24, 3, strides=2, activation="relu", padding="same")(x)
+    x = keras.layers.Conv2D(48, 3, strides=2, activation="relu", padding="same")(x)
+    x = keras.layers.Conv2D(64, 3, activation="relu", padding="same")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    model = keras.Model(inputs, keras.layers.Dense(n_outputs, name="logits")(x))
     if train:
         x, y = [], []
         for index in range(N_CLASSES):
@@ -94,25 +100,60 @@ def build_fixture_model(path: Path, train: bool = True, n_outputs: int = N_CLASS
         for seed in OUTLIER_SEEDS:
             x.append(_as_input(irrelevant_photo(seed, kinds[seed % len(kinds)], 128)))
             y.append(np.full(N_CLASSES, 1 / N_CLASSES))  # outlier exposure: "no idea" on non-photos
-        model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="categorical_crossentropy")
+        model.compile(optimizer=keras.optimizers.Adam(3e-3),
+                      loss=keras.losses.CategoricalCrossentropy(from_logits=True))
         model.fit(np.stack(x), np.stack(y).astype(np.float32), epochs=35, batch_size=32, verbose=0, shuffle=True)
     model.save(path)
     return path
 
 
+def fit_open_set(model_path: Path, bank_path: Path) -> openset.OpenSetCard:
+    """What the training job fits (services/trainer): kNN bank on training photos, threshold at 95% retention
+    of held-out photos, temperature and uncertain_below on them."""
+    import keras
+
+    both = openset.embedding_model(keras.models.load_model(model_path, compile=False))
+
+    def read(seeds: range) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        x = np.stack([_as_input(species_photo(i, seed, 128)) for i in range(N_CLASSES) for seed in seeds])
+        features, logits = (np.asarray(t) for t in both(x, training=False))
+        return features, logits, np.repeat(np.arange(N_CLASSES), len(seeds))
+
+    train_features, _, train_labels = read(TRAIN_SEEDS)
+    val_features, val_logits, val_labels = read(VALIDATION_SEEDS)
+    knn = openset.KnnScorer.fit(train_features, train_labels, k=5)
+    knn.save(bank_path)
+    val_scores = knn.score(val_features)
+    threshold = openset.threshold_at_retention(val_scores, 0.95)
+    temperature = openset.fit_temperature(val_logits, val_labels)
+    calibrated = openset.softmax(val_logits, temperature)
+    return openset.OpenSetCard(
+        k=knn.k, bank_size=len(knn.bank), feature_dim=knn.feature_dim, threshold=threshold, id_retention=0.95,
+        id_validation_retained=float((val_scores <= threshold).mean()), temperature=temperature,
+        uncertain_below=openset.fit_uncertain_below(calibrated.max(axis=1), calibrated.argmax(axis=1) == val_labels),
+        precision_target=0.9, ece_before=openset.expected_calibration_error(openset.softmax(val_logits), val_labels),
+        ece_after=openset.expected_calibration_error(calibrated, val_labels), validation_images=len(val_labels),
+        fitted_on="fixture species, seeds 900-914", fitted_at=datetime.now(UTC),
+    )
+
+
 def publish_model(store: ObjectStore, model_id: str, model_file: Path | bytes, classes: list[ClassLabel],
                   image_size: int = IMAGE_SIZE, promote: bool = True, metrics: dict[str, float] | None = None,
-                  ) -> ModelCard:
-    """Upload ``model.keras`` and its card as the trainer does, then (optionally) promote it."""
+                  open_set: openset.OpenSetCard | None = None, bank: Path | None = None) -> ModelCard:
+    """Upload ``model.keras`` (logits out), its open-set bank and its card as the trainer does, then (optionally)
+    promote it."""
     key = model_key(model_id, "model.keras")
     if isinstance(model_file, bytes):
         store.put_bytes(key, model_file)
     else:
         store.put_file(key, model_file)
+    if bank is not None:
+        store.put_file(model_key(model_id, "openset.npz"), bank)
     card = ModelCard(
         model_id=model_id, status=ModelStatus.complete, created_at=datetime.now(UTC), dataset="fixture-species",
         manifest_version=3, backbone="tiny-cnn", image_size=image_size, classes=classes,
-        metrics=metrics or {"top1": 0.9, "top3": 1.0, "macro_f1": 0.88}, artifacts=["model.keras", "card.json"],
+        metrics=metrics or {"top1": 0.9, "top3": 1.0, "macro_f1": 0.88}, output="logits", openset=open_set,
+        artifacts=["model.keras", "card.json"] + (["openset.npz"] if bank is not None else []),
     )
     registry = ModelRegistry(store)
     registry.save_card(card)
@@ -129,7 +170,8 @@ def fixture_model(request: pytest.FixtureRequest) -> FixtureModel:
 
     import tensorflow as tf
 
-    source = inspect.getsource(build_fixture_model) + inspect.getsource(_as_input) + tf.__version__
+    source = (inspect.getsource(build_fixture_model) + inspect.getsource(_as_input) + inspect.getsource(fit_open_set)
+              + tf.__version__)
     key = hashlib.sha256(f"{source}{TRAIN_SEEDS}{OUTLIER_SEEDS}{IMAGE_SIZE}".encode()).hexdigest()[:16]
     cache = getattr(request.config, "cache", None)  # absent under -p no:cacheprovider
     directory = cache.mkdir("inference-fixture-model") if cache else request.getfixturevalue(
@@ -139,7 +181,8 @@ def fixture_model(request: pytest.FixtureRequest) -> FixtureModel:
         partial = path.with_suffix(".partial.keras")
         build_fixture_model(partial)
         partial.replace(path)
-    return FixtureModel(path, class_labels())
+    bank = path.with_suffix(".npz")
+    return FixtureModel(path, class_labels(), openset=fit_open_set(path, bank), bank=bank)
 
 
 @pytest.fixture(scope="session")
@@ -203,7 +246,7 @@ def start_inference(stack: StackState, log_dir: Path, extra_env: dict[str, str],
     store = ObjectStore.from_settings(settings)
     store.ensure_bucket()
     if model is not None:
-        publish_model(store, model_id, model.path, model.classes)
+        publish_model(store, model_id, model.path, model.classes, open_set=model.openset, bank=model.bank)
     service = start_service("inference", INFERENCE_APP, {**settings_environment(settings), **extra_env}, log_dir)
     if model is not None:
         try:
@@ -242,23 +285,30 @@ def fixture_web() -> Iterator[FixtureWebInfo]:
 class Reference:
     """The fixture model run in the test process, on exactly the service's decoding: the expected answers."""
 
-    def __init__(self, model_path: Path) -> None:
+    def __init__(self, model: FixtureModel) -> None:
         import keras
 
-        self.model = keras.models.load_model(model_path, compile=False)
+        assert model.openset is not None and model.bank is not None
+        self.card = model.openset
+        self.model = openset.embedding_model(keras.models.load_model(model.path, compile=False))
+        self.knn = openset.KnnScorer.load(model.bank)
 
-    def probabilities(self, data: bytes) -> np.ndarray:
+    def _read(self, data: bytes) -> tuple[np.ndarray, np.ndarray]:
         from services.inference.core.images import decode_for_model
 
         image, _ = decode_for_model(data, IMAGE_SIZE, 10**9, 10**9)
-        return np.asarray(self.model(image[None], training=False))[0]
+        features, logits = self.model(image[None], training=False)
+        return np.asarray(features), np.asarray(logits)
+
+    def probabilities(self, data: bytes) -> np.ndarray:
+        """Calibrated, as served: softmax(logits / temperature)."""
+        return openset.softmax(self._read(data)[1], self.card.temperature)[0]
 
     def ood(self, data: bytes) -> float:
-        from services.inference.core.answers import ood_score
-
-        return ood_score(self.probabilities(data))
+        """kNN distance over the fitted threshold (> 1: unlike every class)."""
+        return float(self.knn.score(self._read(data)[0])[0] / self.card.threshold)
 
 
 @pytest.fixture(scope="session")
 def reference(fixture_model: FixtureModel) -> Reference:
-    return Reference(fixture_model.path)
+    return Reference(fixture_model)

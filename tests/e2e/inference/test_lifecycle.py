@@ -41,7 +41,6 @@ def test_no_model_first_promotion_hot_swap_under_load_and_refusals(
         "SPOREPRINT_INFERENCE_POLL_INTERVAL_S": "0.3",
         "SPOREPRINT_INFERENCE_MAX_WAIT_MS": "3",
         "SPOREPRINT_INFERENCE_UNCERTAIN_BELOW": "0.9999",  # every answer is uncertain: the genus fallback shows
-        "SPOREPRINT_INFERENCE_OOD_ABOVE": "1.0",
     }
     served = start_inference(stack, tmp_path, env)
     try:
@@ -63,7 +62,8 @@ def check_no_model_then_first_promotion(served: Served, fixture_model: FixtureMo
     assert httpx.get(f"{served.url}/model").status_code == 503
     assert httpx.get(f"{served.url}/health").status_code == 200
 
-    publish_model(served.store, "model-a", fixture_model.path, fixture_model.classes)
+    publish_model(served.store, "model-a", fixture_model.path, fixture_model.classes,
+                      open_set=fixture_model.openset, bank=fixture_model.bank)
     wait_until(lambda: served_model_id(served.url) == "model-a", what="the first promoted model")
 
     answer = httpx.post(f"{served.url}/predict", files={"file": ("p.jpg", photo, "image/jpeg")}).json()
@@ -98,7 +98,8 @@ def check_hot_swap_under_load_and_refusals(served: Served, fixture_model: Fixtur
         thread.start()
     try:
         wait_until(lambda: outcomes[(200, "model-a")] >= 10, what="load on model-a")
-        publish_model(served.store, "model-b", fixture_model.path, fixture_model.classes)
+        publish_model(served.store, "model-b", fixture_model.path, fixture_model.classes,
+                      open_set=fixture_model.openset, bank=fixture_model.bank)
         wait_until(lambda: outcomes[(200, "model-b")] >= 10, what="answers from model-b")
 
         # A model file that is not a model, and one whose output does not match its card: both refused.

@@ -168,13 +168,15 @@ def test_presets_are_valid_specs(api: TestClient) -> None:
 
 # --- promotion rules -------------------------------------------------------------------------------------
 
-def card(model_id: str, status: ModelStatus = ModelStatus.complete, top1: float = 0.8, split: str = "split-a",
-         artifacts: tuple[str, ...] = ("model.keras",), age: int = 0) -> ModelCard:
+def card(model_id: str, status: ModelStatus = ModelStatus.complete, val_top1: float | None = 0.8,
+         test_top1: float = 0.8, split: str = "split-a", artifacts: tuple[str, ...] = ("model.keras",),
+         age: int = 0) -> ModelCard:
+    metrics = {"top1": test_top1, **({"val_top1": val_top1} if val_top1 is not None else {})}
     return ModelCard(
         model_id=model_id, status=status, created_at=datetime.now(UTC) - timedelta(minutes=age), dataset="fungi",
         manifest_version=1, backbone="tiny_cnn", image_size=32,
         classes=[ClassLabel(index=0, name="a"), ClassLabel(index=1, name="b")],
-        metrics={"top1": top1}, test_split_hash=split, artifacts=list(artifacts),
+        metrics=metrics, test_split_hash=split, artifacts=list(artifacts),
     )
 
 
@@ -196,16 +198,34 @@ def test_only_a_complete_model_with_its_keras_file_can_be_promoted(api: TestClie
     assert listed == {"m-training": False, "m-failed": False, "m-no-file": False, "m-good": True}
 
 
-def test_auto_promotion_needs_a_better_model_on_the_same_test_split(store: ObjectStore) -> None:
+def test_auto_promotion_needs_a_better_validation_score_on_the_same_split(store: ObjectStore) -> None:
     registry = ModelRegistry(store)
-    first, worse, other_split, better = (card("m-first", top1=0.7), card("m-worse", top1=0.6),
-                                         card("m-other", top1=0.99, split="split-b"), card("m-better", top1=0.9))
-    for model in (first, worse, other_split, better):
+    first = card("m-first", val_top1=0.7, test_top1=0.7)
+    worse = card("m-worse", val_top1=0.6, test_top1=0.99)  # a better test score must not buy promotion
+    other_split = card("m-other", val_top1=0.99, split="split-b")
+    unknown = card("m-unknown", val_top1=None, test_top1=0.99)  # no validation figure: nothing fair to compare
+    better = card("m-better", val_top1=0.9, test_top1=0.5)  # chosen on validation; its test score is reported
+    for model in (first, worse, other_split, unknown, better):
         registry.save_card(model)
     assert maybe_auto_promote(registry, first)  # nothing promoted yet
     assert not maybe_auto_promote(registry, worse)
     assert not maybe_auto_promote(registry, other_split)
+    assert not maybe_auto_promote(registry, unknown)
     assert registry.promoted().model_id == "m-first"  # type: ignore[union-attr]
     assert maybe_auto_promote(registry, better)
     pointer = registry.promoted()
     assert pointer is not None and pointer.model_id == "m-better" and pointer.promoted_by == "auto-promote"
+
+
+def test_old_cards_without_val_top1_compare_on_best_val_accuracy(store: ObjectStore) -> None:
+    registry = ModelRegistry(store)
+    old = card("m-old", val_top1=None, test_top1=0.9).model_copy(
+        update={"metrics": {"top1": 0.9, "best_val_accuracy": 0.75}})
+    assert old.output == "probabilities" and old.openset is None  # the defaults for cards from before
+    registry.save_card(old)
+    registry.promote("m-old")
+    worse, better = card("m-new-worse", val_top1=0.7), card("m-new-better", val_top1=0.8)
+    for model in (worse, better):
+        registry.save_card(model)
+    assert not maybe_auto_promote(registry, worse)
+    assert maybe_auto_promote(registry, better)

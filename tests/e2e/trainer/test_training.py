@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
+import keras
+import numpy as np
 import pytest
 from PIL import Image
 
+from shared import openset
+from shared.openset import KnnScorer
 from shared.processes import ManagedProcess
 from shared.storage import ObjectStore
 
@@ -18,7 +24,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.ml]
 
 def test_a_submitted_job_trains_well_above_chance_and_lands_in_the_registry(
     client: httpx.Client, shared_worker: ManagedProcess, spec_for: Callable[..., dict[str, Any]],
-    wait_job: Callable[..., dict[str, Any]], trainer_store: ObjectStore,
+    wait_job: Callable[..., dict[str, Any]], trainer_store: ObjectStore, tmp_path: Path,
 ) -> None:
     worker = shared_worker
     spec = spec_for(name="quality", epochs=14, export={"saved_model": True, "tflite_float16": True},
@@ -46,7 +52,7 @@ def test_a_submitted_job_trains_well_above_chance_and_lands_in_the_registry(
     assert [label["index"] for label in card["classes"]] == [0, 1, 2, 3]
     assert all(label["genus"] and label["family"] for label in card["classes"])
     for name in ("model.keras", "labels.json", "spec.json", "metrics.json", "history.json", "curves.png",
-                 "confusion.png", "exports.json"):
+                 "confusion.png", "exports.json", "openset.npz", "calibration.json", "reliability.png"):
         assert name in card["artifacts"]
         assert trainer_store.exists(f"models/{job_id}/{name}")
     assert any(name.startswith("saved_model/") for name in card["artifacts"])
@@ -62,11 +68,40 @@ def test_a_submitted_job_trains_well_above_chance_and_lands_in_the_registry(
         assert response.headers["content-type"] == "image/png"
         assert Image.open(io.BytesIO(response.content)).size[0] > 100
     assert not list(trainer_store.list(f"models/{job_id}/checkpoint/")), "checkpoints are cleared when complete"
+    assert_open_set_fitted(card, metrics, client, trainer_store, tmp_path)
 
     promoted = client.post(f"/models/{job_id}/promote")
     assert promoted.status_code == 200, promoted.text
     assert client.get("/models/promoted").json()["model_id"] == job_id
     assert client.get(f"/models/{job_id}").json()["promoted"] is True
+
+
+def assert_open_set_fitted(card: dict[str, Any], metrics: dict[str, Any], client: httpx.Client,
+                           store: ObjectStore, tmp_path: Path) -> None:
+    """Logits out, the kNN bank and calibration stored, thresholds fitted on validation, test only reported."""
+    assert card["output"] == "logits"
+    fitted = card["openset"]
+    assert fitted["method"] == "knn" and fitted["fitted_on"].startswith("validation split of ")
+    assert math.isfinite(fitted["threshold"]) and fitted["threshold"] > 0
+    assert 0.85 <= fitted["id_validation_retained"] <= 1.0 and fitted["id_retention"] == 0.95
+    assert fitted["temperature"] > 0 and 0 <= fitted["uncertain_below"] <= 1
+    assert fitted["validation_images"] > 0 and fitted["feature_dim"] == 64  # tiny CNN's pool width
+    assert set(fitted["comparison"]) == {"knn", "mahalanobis", "msp", "energy"}
+    assert 0 < card["metrics"]["val_top1"] <= 1 and 0 <= card["metrics"]["test_ece"] <= 1
+    assert 0 <= card["metrics"]["test_knn_retained"] <= 1 and "test_ece" in metrics
+    calibration = client.get(f"/models/{card['model_id']}/artifacts/calibration.json").json()
+    assert calibration["temperature"] == pytest.approx(fitted["temperature"])
+    assert sum(row["count"] for row in calibration["after"]) == fitted["validation_images"]
+    png = client.get(f"/models/{card['model_id']}/artifacts/reliability.png")
+    assert Image.open(io.BytesIO(png.content)).format == "PNG"
+
+    # the stored scorer and the stored model agree with the card: a far-off input scores above the threshold
+    scorer = KnnScorer.load(store.get_file(f"models/{card['model_id']}/openset.npz", tmp_path / "openset.npz"))
+    assert scorer.k == fitted["k"] and len(scorer.bank) == fitted["bank_size"]
+    model = keras.models.load_model(store.get_file(f"models/{card['model_id']}/model.keras", tmp_path / "m.keras"))
+    features, logits = openset.embedding_model(model).predict(np.zeros((1, 32, 32, 3), "float32"), verbose=0)
+    assert features.shape == (1, fitted["feature_dim"]) and logits.shape == (1, len(card["classes"]))
+    assert np.isfinite(scorer.score(features)).all()
 
 
 def test_a_sweep_of_two_specs_produces_a_comparison_table_and_plot(

@@ -1,11 +1,11 @@
-"""From probabilities to an answer: confident, uncertain with the genus, or not a mushroom at all."""
+"""From readings to an answer: confident, uncertain with the genus, unknown species, or not a mushroom at all."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from services.inference.core.answers import NOT_A_MUSHROOM, UNCERTAIN, best_genus, build_answer, ood_score
+from services.inference.core.answers import NOT_A_MUSHROOM, UNCERTAIN, UNKNOWN_SPECIES, best_genus, build_answer
 from services.inference.schemas import SAFETY_NOTICE, Verdict
 from shared.registry import ClassLabel
 
@@ -22,15 +22,10 @@ CLASSES = [
 ]
 
 
-def answer(probabilities: list[float], irrelevant: float | None = None, top_k: int = 3):  # type: ignore[no-untyped-def]
-    return build_answer(np.array(probabilities), CLASSES, "m-1", top_k, uncertain_below=0.5, ood_above=0.9,
-                        irrelevant=irrelevant, irrelevant_above=0.5)
-
-
-def test_ood_score_is_normalised_entropy() -> None:
-    assert ood_score(np.array([1.0, 0, 0, 0])) == pytest.approx(0, abs=1e-6)
-    assert ood_score(np.full(4, 0.25)) == pytest.approx(1.0)
-    assert 0 < ood_score(np.array([0.7, 0.1, 0.1, 0.1])) < 1
+def answer(probabilities: list[float], relevance: float | None = None, novelty: float | None = None,  # type: ignore[no-untyped-def]
+           top_k: int = 3):
+    return build_answer(np.array(probabilities), CLASSES, "m-1", top_k, uncertain_below=0.5, irrelevant_above=0.5,
+                        relevance=relevance, novelty=novelty)
 
 
 def test_confident_answer_lists_top_k_with_taxa() -> None:
@@ -53,17 +48,31 @@ def test_uncertain_answer_gives_the_genus_the_sums_support() -> None:
     assert result.genus.probability == pytest.approx(0.6)
 
 
-def test_not_a_mushroom_by_ood_or_by_the_irrelevant_filter() -> None:
-    spread = answer([0.2, 0.2, 0.2, 0.2, 0.2])  # no curator filter: entropy alone decides
-    assert spread.verdict is Verdict.not_a_mushroom and spread.predictions == [] and spread.message == NOT_A_MUSHROOM
-    # with the filter saying "field photo", a spread-out answer is uncertain, not "not a mushroom"
-    spread_photo = answer([0.2, 0.2, 0.2, 0.2, 0.2], irrelevant=0.1)
-    assert spread_photo.verdict is Verdict.uncertain and spread_photo.genus is not None
-    assert len(spread_photo.predictions) == 3
-    herbarium = answer([0.05, 0.8, 0.1, 0.03, 0.02], irrelevant=0.93)
-    assert herbarium.verdict is Verdict.not_a_mushroom and herbarium.irrelevant_score == 0.93
-    field_photo = answer([0.05, 0.8, 0.1, 0.03, 0.02], irrelevant=0.1)
-    assert field_photo.verdict is Verdict.confident
+def test_the_gate_refuses_what_is_not_a_fungus_unless_the_model_knows_it() -> None:
+    herbarium = answer([0.05, 0.8, 0.1, 0.03, 0.02], relevance=0.07, novelty=1.6)
+    assert herbarium.verdict is Verdict.not_a_mushroom and herbarium.predictions == []
+    assert herbarium.message == NOT_A_MUSHROOM and herbarium.relevance_score == 0.07 and herbarium.ood_score == 1.6
+    # the served model's own kind of photo (drawn species the gate cannot recognise) is answered
+    familiar = answer([0.05, 0.8, 0.1, 0.03, 0.02], relevance=0.07, novelty=0.7)
+    assert familiar.verdict is Verdict.confident and familiar.predictions[0].label == "Amanita phalloides"
+    # without a bank (an old model) the gate decides alone
+    assert answer([0.05, 0.8, 0.1, 0.03, 0.02], relevance=0.2).verdict is Verdict.not_a_mushroom
+    assert answer([0.05, 0.8, 0.1, 0.03, 0.02], relevance=0.9).verdict is Verdict.confident
+
+
+def test_a_fungus_unlike_every_class_is_an_unknown_species() -> None:
+    unknown = answer([0.05, 0.9, 0.03, 0.01, 0.01], relevance=0.97, novelty=1.3)
+    assert unknown.verdict is Verdict.unknown_species and unknown.message == UNKNOWN_SPECIES
+    assert unknown.predictions == [] and unknown.genus is None  # a confident softmax does not make it known
+    assert answer([0.05, 0.9, 0.03, 0.01, 0.01], relevance=0.97, novelty=0.99).verdict is Verdict.confident
+
+
+def test_uncertain_is_decided_on_the_calibrated_top_probability() -> None:
+    spread = answer([0.2, 0.2, 0.2, 0.2, 0.2], relevance=0.9, novelty=0.5)
+    assert spread.verdict is Verdict.uncertain and spread.genus is not None and len(spread.predictions) == 3
+    strict = build_answer(np.array([0.05, 0.8, 0.1, 0.03, 0.02]), CLASSES, "m", 3, uncertain_below=0.85,
+                          irrelevant_above=0.5, relevance=0.9, novelty=0.5)
+    assert strict.verdict is Verdict.uncertain
 
 
 def test_genus_falls_back_to_the_label_name() -> None:
@@ -71,3 +80,9 @@ def test_genus_falls_back_to_the_label_name() -> None:
                ClassLabel(index=2, name="Gyromitra esculenta")]
     genus = best_genus(np.array([0.3, 0.3, 0.4]), classes)
     assert (genus.name, genus.probability) == ("Morchella", pytest.approx(0.6))
+
+
+def test_a_blank_image_is_never_answered_even_when_the_model_finds_it_familiar() -> None:
+    flat = build_answer(np.array([0.05, 0.9, 0.03, 0.01, 0.01]), CLASSES, "m", 3, uncertain_below=0.5,
+                        irrelevant_above=0.5, relevance=0.0, novelty=0.4, blank=True)
+    assert flat.verdict is Verdict.not_a_mushroom and flat.predictions == []

@@ -22,11 +22,17 @@ class FakeModel:
         self.fail = fail
         self.batches: list[int] = []
 
-    def predict(self, batch: np.ndarray) -> np.ndarray:
+    def score(self, batch: np.ndarray) -> tuple[None, np.ndarray]:
         if self.fail:
             raise RuntimeError("broken graph")
         self.batches.append(len(batch))
-        return batch.mean(axis=(1, 2))
+        return None, batch.mean(axis=(1, 2))
+
+    def predict_from_logits(self, logits: np.ndarray) -> np.ndarray:
+        return logits
+
+    def novelty(self, embedding: None) -> None:
+        return None
 
 
 def image(value: float, size: int = 4) -> np.ndarray:

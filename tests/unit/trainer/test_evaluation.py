@@ -1,4 +1,4 @@
-"""Test-split metrics computed from predictions."""
+"""Test-split metrics computed from predictions, and the open-set fit on train + validation embeddings."""
 
 from __future__ import annotations
 
@@ -8,7 +8,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from services.trainer.evaluation import classification_metrics, comparison_png, confusion_png, curves_png
+from services.trainer.evaluation import (
+    classification_metrics,
+    comparison_png,
+    confusion_png,
+    curves_png,
+    fit_openset,
+    openset_test_figures,
+)
+from shared import openset
+from shared.openset import OpenSetCard
+from shared.training import OpenSetConfig
 
 pytestmark = pytest.mark.unit
 
@@ -33,6 +43,69 @@ def test_metrics_of_known_predictions() -> None:
 def test_top3_with_two_classes_is_one() -> None:
     metrics = classification_metrics(np.array([[0.9, 0.1], [0.9, 0.1]]), np.array([0, 1]), ["a", "b"])
     assert metrics["top1"] == 0.5 and metrics["top3"] == 1.0
+    assert "top5" not in metrics
+
+
+def test_top5_from_five_classes() -> None:
+    probabilities = np.tile(np.array([[0.3, 0.25, 0.2, 0.15, 0.06, 0.04]]), (3, 1))
+    metrics = classification_metrics(probabilities, np.array([4, 5, 0]), list("abcdef"))
+    assert metrics["top1"] == pytest.approx(1 / 3) and metrics["top3"] == pytest.approx(1 / 3)
+    assert metrics["top5"] == pytest.approx(2 / 3)
+
+
+def embeddings(n_per_class: int, seed: int, n_classes: int = 3, dim: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(n_classes), n_per_class)
+    return (np.eye(dim)[labels] * 2 + rng.normal(0, 0.3, (len(labels), dim))).astype("float32"), labels
+
+
+def overconfident(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(features, logits, labels): labels drawn from softmax(z), logits 4 z (too sharp: T should be ~4)."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(0, 1.5, (n, 3))
+    labels = (rng.uniform(size=(n, 1)) > openset.softmax(z).cumsum(axis=1)).sum(axis=1)
+    features = (np.eye(8)[labels] * 2 + rng.normal(0, 0.3, (n, 8))).astype("float32")
+    return features, (4 * z).astype("float32"), labels
+
+
+def test_the_openset_fit_uses_train_for_the_bank_and_validation_for_thresholds() -> None:
+    train, train_labels = embeddings(60, seed=0)
+    val, val_logits, val_labels = overconfident(300, seed=1)
+    config = OpenSetConfig(knn_k=10, bank_size=90)
+    fit = fit_openset(train, train_labels, val, val_logits, val_labels, config, fitted_on="validation of x v1")
+    card = fit.card
+    assert card.k == 10 and card.bank_size == 90 and card.feature_dim == 8 and len(fit.scorer.bank) == 90
+    assert 0.95 <= card.id_validation_retained <= 1.0
+    assert card.id_validation_retained == pytest.approx(float((fit.scorer.score(val) <= card.threshold).mean()))
+    assert card.temperature == pytest.approx(4, rel=0.35)  # the logits were 4x too sharp
+    assert card.ece_after < card.ece_before
+    assert card.validation_images == 300 and card.fitted_on == "validation of x v1"
+    assert set(card.comparison) == {"knn", "mahalanobis", "msp", "energy"}
+    wrong = (val_logits.argmax(axis=1) != val_labels).any()
+    assert wrong and all("error_auroc" in figures for figures in card.comparison.values())
+    assert card.comparison["msp"]["error_auroc"] > 0.6  # low confidence flags wrong answers
+    assert OpenSetCard.model_validate(card.model_dump(mode="json")) == card
+    assert fit.calibration["temperature"] == card.temperature and len(fit.calibration["after"]) == 15
+    # a far-away image is out of distribution; test figures are computed with the validation threshold
+    far = np.zeros((4, 8), "float32")
+    far[:, 7] = 1.0
+    assert (fit.scorer.score(far) > card.threshold).all()
+    test, test_logits, test_labels = overconfident(600, seed=3)
+    figures = openset_test_figures(test_logits, test, test_labels, fit)
+    assert figures["test_ece"] < figures["test_ece_uncalibrated"]
+    assert 0.8 <= figures["test_knn_retained"] <= 1.0
+
+
+def test_the_openset_fit_works_for_a_tiny_model_with_no_errors() -> None:
+    train, train_labels = embeddings(4, seed=5, n_classes=2)
+    val, val_labels = embeddings(2, seed=6, n_classes=2)
+    val_logits = (np.eye(2)[val_labels] * 5).astype("float32")
+    fit = fit_openset(train, train_labels, val, val_logits, val_labels, OpenSetConfig(), fitted_on="tiny")
+    assert fit.card.k == 2  # 8 training images of 2 classes: k capped at half the smallest class
+    assert np.isfinite(fit.card.threshold) and fit.card.id_validation_retained == 1.0
+    assert all("error_auroc" not in figures for figures in fit.card.comparison.values())
+    assert fit.card.uncertain_below == 1.0  # 4 answers cannot vouch for a 90% precision
+    assert openset.TEMPERATURE_BOUNDS[0] <= fit.card.temperature <= openset.TEMPERATURE_BOUNDS[1]
 
 
 def test_plots_are_pngs() -> None:

@@ -11,7 +11,8 @@ import tensorflow as tf
 from PIL import Image
 
 from services.trainer.input import augment_batch, build_dataset
-from services.trainer.model import BACKBONE_LAYER, build_model, unfreeze_for_fine_tuning
+from services.trainer.model import BACKBONE_LAYER, LOGITS_LAYER, build_model, compile_model, unfreeze_for_fine_tuning
+from shared.openset import EMBEDDING_LAYER, embedding_model, softmax
 from shared.training import AugmentationConfig, TrainingJobSpec
 
 pytestmark = [pytest.mark.unit, pytest.mark.ml]
@@ -68,13 +69,33 @@ def spec(backbone: str, size: int = 32, weights: str = "none") -> TrainingJobSpe
                                            "head": {"dense_units": 8}})
 
 
-def test_models_take_0_255_rgb_and_output_class_probabilities() -> None:
+def test_models_take_0_255_rgb_and_output_class_logits() -> None:
     model = build_model(spec("tiny_cnn"), 5)
-    probabilities = model.predict(np.random.default_rng(0).uniform(0, 255, (3, 32, 32, 3)).astype("float32"),
-                                  verbose=0)
-    assert probabilities.shape == (3, 5)
-    np.testing.assert_allclose(probabilities.sum(axis=1), 1, rtol=1e-5)
+    logits = model.predict(np.random.default_rng(0).uniform(0, 255, (3, 32, 32, 3)).astype("float32"), verbose=0)
+    assert logits.shape == (3, 5)
+    assert model.get_layer(LOGITS_LAYER).get_config()["activation"] == "linear"
+    assert (logits < 0).any()  # not probabilities: no softmax inside the model
     assert model.get_layer(BACKBONE_LAYER).trainable  # no pretrained weights: trains from the start
+
+
+def test_the_loss_reads_logits_and_training_lowers_it() -> None:
+    model = build_model(spec("tiny_cnn"), 2)
+    compile_model(model, spec("tiny_cnn").optimizer.name, 3e-3, jit_compile=False)
+    rng = np.random.default_rng(2)
+    images = np.concatenate([rng.uniform(0, 60, (16, 32, 32, 3)), rng.uniform(190, 255, (16, 32, 32, 3))])
+    labels = np.repeat([0, 1], 16)
+    history = model.fit(images.astype("float32"), labels, epochs=8, batch_size=8, verbose=0).history
+    assert history["loss"][-1] < history["loss"][0]
+    assert history["accuracy"][-1] >= 0.9  # accuracy works on logits (argmax)
+
+
+def test_the_embedding_model_returns_pool_features_and_the_same_logits() -> None:
+    model = build_model(spec("tiny_cnn"), 4)
+    batch = np.random.default_rng(3).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    features, logits = embedding_model(model).predict(batch, verbose=0)
+    assert features.shape == (2, model.get_layer(EMBEDDING_LAYER).output.shape[-1]) == (2, 64)
+    np.testing.assert_allclose(logits, model.predict(batch, verbose=0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(softmax(logits).sum(axis=1), 1.0)
 
 
 def test_caffe_backbones_get_bgr_mean_subtraction_inside_the_model() -> None:
@@ -114,12 +135,12 @@ def test_a_saved_model_with_caffe_preprocessing_loads_with_plain_keras(tmp_path:
                                atol=1e-6)
 
 
-def test_mixed_precision_keeps_float32_probabilities() -> None:
+def test_mixed_precision_keeps_float32_logits() -> None:
     keras.mixed_precision.set_global_policy("mixed_float16")
     try:
         model = build_model(spec("tiny_cnn"), 3)
     finally:
         keras.mixed_precision.set_global_policy("float32")
-    assert model.get_layer("probabilities").dtype_policy.compute_dtype == "float32"
+    assert model.get_layer(LOGITS_LAYER).dtype_policy.compute_dtype == "float32"
     assert model.get_layer(BACKBONE_LAYER).layers[2].dtype_policy.compute_dtype == "float16"
     assert model.predict(np.zeros((1, 32, 32, 3), "float32"), verbose=0).dtype == np.float32

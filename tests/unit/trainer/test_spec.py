@@ -23,6 +23,8 @@ def test_defaults_follow_what_worked_in_the_notebooks() -> None:
     assert spec.augmentation.rotation == 180
     assert spec.backbone.name is Backbone.efficientnet_b0 and spec.backbone.weights == "imagenet"
     assert spec.data.manifest_version is None and spec.data.split.test == 0.15
+    assert spec.openset.knn_k == 50 and spec.openset.bank_size == 10_000
+    assert spec.openset.id_retention == 0.95 and spec.openset.confident_precision == 0.9
 
 
 @pytest.mark.parametrize(("weights", "keras_weights"), [("imagenet", "imagenet"), ("none", None), ("None", None),
@@ -42,6 +44,9 @@ def test_weights_are_imagenet_none_or_a_path(weights: str, keras_weights: str | 
     ({"fine_tune": {"enabled": True, "unfreeze_layers": 0}}, "greater than or equal to 1"),
     ({"class_weights": "sometimes"}, "'none' or 'balanced'"),
     ({"distribution": "tpu"}, "'default' or 'mirrored'"),
+    ({"openset": {"knn_k": 0}}, "greater than or equal to 1"),
+    ({"openset": {"id_retention": 1.0}}, "less than 1"),
+    ({"openset": {"threshold": 1.0}}, "Extra inputs are not permitted"),
 ])
 def test_invalid_specs_say_what_is_wrong(changes: dict[str, object], message: str) -> None:
     with pytest.raises(ValidationError, match=message):

@@ -1,13 +1,14 @@
-"""Stage 1 of the irrelevant-image filter: image statistics, no training at run time.
+"""Image statistics of a photo: paper, strokes, straight edges, saturation... cheap cues of "not a field photo".
 
-Herbarium sheets, envelopes, labels and microscope slides differ from field photos of a mushroom
-in plain statistics: large areas of paper-white or kraft paper, little saturated colour, dark text
-strokes on a light ground, long straight edges, a dark surround with a bright disc (microscopy).
-:func:`image_features` measures those on a 64x64 thumbnail; :func:`irrelevant_score` combines
-them with a logistic model whose weights were calibrated on the fixture web's synthetic sets
-(``python -m services.curator.filter.calibrate``) and are frozen below.
+Herbarium sheets, envelopes, labels and microscope slides differ from field photos of a mushroom in plain
+statistics: large areas of paper-white or kraft paper, little saturated colour, dark text strokes on a light
+ground, long straight edges, a dark surround with a bright disc (microscopy). :func:`image_features`
+measures those on a 64x64 thumbnail. They are features of the relevance probe (:mod:`shared.relevance.gate`),
+weighed by human labels.
 
-The inference service imports :func:`irrelevant_score` to answer "not a mushroom photo".
+:func:`statistics_score` is the old stage-1 filter: fixed logistic weights fitted to the fixture web's drawn
+sheets and envelopes. It is kept only as the baseline the relevance benchmark compares against (it misjudges
+real photos: picked mushrooms on white paper look like sheets to it); nothing decides with it by default.
 """
 
 from __future__ import annotations
@@ -33,8 +34,7 @@ FEATURE_NAMES: tuple[str, ...] = (
     "border_uniformity",  # how alike the frame of the picture is (a sheet on a table, a slide)
 )
 
-# Logistic weights over standardized features, calibrated on 600 seeds of the fixture web (species photos incl.
-# grayscale variants vs. herbarium sheets, envelopes, microscopy, labels); held-out seeds: precision = recall = 1.0.
+# The baseline's logistic weights over standardized features, fitted to 600 seeds of the fixture web's drawn images.
 FEATURE_MEAN = np.array([0.23186, 0.03826, 0.31999, 0.09417, 0.21949, 0.07987, 0.08325, 0.12497, 0.01162, 0.394,
                          0.46255, 0.22376, 0.48885, 0.76272], dtype=np.float32)
 FEATURE_SCALE = np.array([0.34753, 0.10052, 0.23804, 0.05683, 0.37452, 0.20348, 0.20985, 0.06266, 0.02056, 0.1936,
@@ -118,6 +118,6 @@ def score_features(features: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(z, -30, 30)))
 
 
-def irrelevant_score(image: Image.Image) -> float:
-    """0..1: how likely ``image`` is not a field photo of a mushroom (a sheet, envelope, label, slide)."""
+def statistics_score(image: Image.Image) -> float:
+    """The baseline: 0..1 from the fixed weights (fitted to drawn fixtures; see the module docstring)."""
     return float(score_features(image_features(image)))
