@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help install browser test test-unit test-e2e lint typecheck schema demo down bench bench-import \
-	bench-harvest bench-curate bench-input bench-serve clean
+	bench-harvest bench-curate bench-input bench-serve bench-openset clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -52,7 +52,7 @@ demo: $(STAMP) ## the main job: stack, fixture web, services; import, harvest, c
 down: ## stop everything `make demo` started (by PID)
 	@if [ -x $(BIN)/sporeprint ]; then $(BIN)/sporeprint down; fi
 
-bench: bench-import bench-harvest bench-curate bench-input bench-serve ## run every benchmark; writes BENCHMARKS.md
+bench: bench-import bench-harvest bench-curate bench-input bench-serve bench-openset ## run every benchmark; writes BENCHMARKS.md
 	$(BIN)/python bench/report.py
 
 bench-import: $(STAMP) ## 2.3M-row GBIF import: rows/s and peak RSS
@@ -68,8 +68,11 @@ bench-curate: $(STAMP) ## domain scores on 2.3M rows; stage-1 filter images/s
 bench-input: $(STAMP) ## tf.data input pipeline vs ImageDataGenerator vs decode-only ceiling
 	$(BIN)/python bench/input.py
 
-bench-serve: $(STAMP) ## /predict vs naive model.predict endpoint at concurrency 1/8/32
+bench-serve: $(STAMP) ## /predict (with and without the relevance gate) vs a naive model.predict endpoint
 	$(BIN)/python bench/serve.py
+
+bench-openset: $(STAMP) ## relevance gate and open-set verdicts on real photos, own negatives and fixtures
+	$(BIN)/python bench/openset.py
 
 clean: down ## remove the venv, caches and local stack data
 	rm -rf $(VENV) .stack .data .pytest_cache .mypy_cache .ruff_cache

@@ -21,7 +21,6 @@ imported inside the one function that needs each, so the inference service can s
 
 from __future__ import annotations
 
-import io
 import logging
 import math
 from datetime import datetime
@@ -235,40 +234,10 @@ def reliability_bins(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> l
 
 def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
     """Count-weighted mean |accuracy - confidence| over the reliability bins."""
-    return _ece_of_bins(reliability_bins(probs, labels, bins))
+    return ece_of_bins(reliability_bins(probs, labels, bins))
 
 
-def reliability_png(before_bins: list[dict[str, Any]], after_bins: list[dict[str, Any]],
-                    temperature: float | None = None) -> bytes:
-    """Reliability diagrams before and after temperature scaling: accuracy per confidence bin vs the diagonal."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(10, 4.5))
-    after_title = f"after (T = {temperature:.2f})" if temperature is not None else "after temperature scaling"
-    for axis, rows, title in zip(figure.subplots(1, 2), (before_bins, after_bins), ("before", after_title),
-                                 strict=True):
-        filled = [row for row in rows if row["count"]]
-        width = [row["upper"] - row["lower"] for row in filled]
-        axis.bar([row["lower"] for row in filled], [row["accuracy"] for row in filled], width=width, align="edge",
-                 edgecolor="black", alpha=0.7, label="accuracy")
-        axis.plot([0, 1], [0, 1], color="grey", linestyle="--", label="perfect calibration")
-        axis.plot([row["confidence"] for row in filled], [row["accuracy"] for row in filled], "o", color="black",
-                  markersize=3, label="mean confidence")
-        axis.set_xlim(0, 1)
-        axis.set_ylim(0, 1)
-        axis.set_xlabel("confidence (top-1 probability)")
-        axis.set_ylabel("accuracy")
-        axis.set_title(f"{title}: ECE {_ece_of_bins(rows):.3f}")
-        axis.legend(loc="upper left", fontsize=8)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    return buffer.getvalue()
-
-
-def _ece_of_bins(rows: list[dict[str, Any]]) -> float:
+def ece_of_bins(rows: list[dict[str, Any]]) -> float:
     total = sum(row["count"] for row in rows)
     gaps = sum(row["count"] * abs(row["accuracy"] - row["confidence"]) for row in rows if row["count"])
     return float(gaps / total) if total else 0.0

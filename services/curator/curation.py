@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import re
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -23,16 +22,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from services.curator.analysis import ImageAnalysis, analyses_to_table, analyze_stored, read_cache, write_cache
+from services.curator.analysis import analyses_to_table, analyze_stored_many, read_cache, reading_of, write_cache
 from services.curator.blacklist import BlacklistStore
 from services.curator.duplicates import duplicate_groups
-from services.curator.filter.learned import FILTER_MODEL_KEY, load_learned
+from services.curator.filter.learned import gate_in_force, pretrained_gate
 from services.curator.labels import LabelStore
 from shared.curation import Blacklist
 from shared.manifests import ManifestStore
 from shared.queue import JobState, report_progress
+from shared.relevance.gate import RelevanceGate
 from shared.schemas import ExclusionReason, HarvestStatus, Operation
-from shared.settings import get_settings
+from shared.settings import Settings, get_settings
 from shared.storage import ObjectNotFound, ObjectStore
 
 logger = logging.getLogger(__name__)
@@ -44,8 +44,8 @@ REASON_ORDER = (ExclusionReason.blacklisted, ExclusionReason.not_harvested, Excl
 
 
 class FilterChoice(StrEnum):
-    stage1 = "stage1"  # image statistics, calibrated, no training
-    learned = "learned"  # the head trained on labels (POST /filter/train); stage 1 if none is trained
+    relevance = "relevance"  # the shared relevance gate, with the probe trained on labels (zero-shot if none)
+    statistics = "statistics"  # baseline for comparison only: fixed weights fitted to drawn fixture images
 
 
 class CurationRules(BaseModel):
@@ -55,7 +55,13 @@ class CurationRules(BaseModel):
     min_side: int = Field(default=64, ge=1, le=10_000, description="exclude images whose shorter side is smaller")
     duplicate_distance: int = Field(default=4, ge=0, le=16, description="pHash Hamming distance of near-duplicates")
     exclude_duplicates: bool = True
-    filter: FilterChoice = FilterChoice.learned
+    filter: FilterChoice = FilterChoice.relevance
+
+    @field_validator("filter", mode="before")
+    @classmethod
+    def _legacy_filter(cls, value: object) -> object:
+        # Run records stored before the shared relevance gate named the old filters.
+        return {"learned": "relevance", "stage1": "statistics"}.get(value, value) if isinstance(value, str) else value
 
 
 class CurationReport(BaseModel):
@@ -69,7 +75,7 @@ class CurationReport(BaseModel):
         "observations: they would leak between train and validation splits")
     analysed: int = Field(description="images fetched and analysed in this run")
     reused: int = Field(description="images whose analysis came from the cache")
-    filter: str
+    filter: str = Field(description="the judge: the relevance gate's version, or the statistics baseline")
     blacklist_revision: int
     labels_used: int
 
@@ -212,8 +218,10 @@ def curate_table(table: pa.Table, analyses: pa.Table, scores: np.ndarray, blackl
     return out, stats
 
 
-def analyse_rows(store: ObjectStore, dataset: str, table: pa.Table, concurrency: int) -> tuple[pa.Table, int, int]:
-    """Analyses aligned with ``table`` rows (null for rows not harvested), reusing the dataset's cache."""
+def analyse_rows(store: ObjectStore, dataset: str, table: pa.Table, gate: RelevanceGate,
+                 concurrency: int) -> tuple[pa.Table, int, int]:
+    """Analyses aligned with ``table`` rows (null for rows not harvested), reusing the dataset's cache where
+    the same image (image_id, sha256) was read by the same pretrained model."""
     cache = read_cache(store, dataset)
     status_ok = pc.and_(pc.fill_null(pc.equal(table.column("status"), HarvestStatus.ok.value), False),
                         pc.is_valid(table.column("storage_key")))
@@ -221,46 +229,52 @@ def analyse_rows(store: ObjectStore, dataset: str, table: pa.Table, concurrency:
     shas = table.column("sha256").to_pylist()
     keys = table.column("storage_key").to_pylist()
     ok = np.asarray(status_ok.to_numpy(zero_copy_only=False), dtype=bool)
-    cached_at: dict[str, int] = {}
-    if cache.num_rows:
-        for i, (image_id, sha) in enumerate(zip(cache.column("image_id").to_pylist(),
-                                                cache.column("sha256").to_pylist(), strict=True)):
-            cached_at[f"{image_id}\0{sha}"] = i
-    todo = [i for i in np.flatnonzero(ok) if f"{ids[i]}\0{shas[i]}" not in cached_at]
+    name = gate.pretrained.name
+
+    def key(image_id: object, sha: object, gate_name: object) -> str:
+        return f"{image_id}\0{sha}\0{gate_name}"
+
+    cached = {key(*row) for row in zip(*(cache.column(c).to_pylist() for c in ("image_id", "sha256", "gate")),
+                                       strict=True)} if cache.num_rows else set()
+    todo = [i for i in np.flatnonzero(ok) if key(ids[i], shas[i], name) not in cached]
     report_progress(stage="analysing", total=len(todo), done=0)
-    fresh: list[ImageAnalysis] = []
-    with ThreadPoolExecutor(concurrency) as pool:
-        futures = [pool.submit(analyze_stored, store, ids[i], shas[i], keys[i]) for i in todo]
-        for count, future in enumerate(futures, 1):
-            fresh.append(future.result())
-            if count % 200 == 0:
-                report_progress(done=count)
+    fresh = []
+    items = [(ids[i], shas[i], keys[i]) for i in todo]
+    for count, analysis in enumerate(analyze_stored_many(store, gate, items, concurrency), 1):
+        fresh.append(analysis)
+        if count % 200 == 0:
+            report_progress(done=count)
     report_progress(done=len(todo))
     new = analyses_to_table(fresh)
     if new.num_rows:
         write_cache(store, dataset, cache, new)
     combined = pa.concat_tables([cache, new]) if cache.num_rows else new
-    lookup = {f"{a}\0{b}": i for i, (a, b) in enumerate(zip(combined.column("image_id").to_pylist(),
-                                                            combined.column("sha256").to_pylist(), strict=True))}
-    positions = [lookup.get(f"{ids[i]}\0{shas[i]}") if ok[i] else None for i in range(table.num_rows)]
+    lookup = {key(*row): i for i, row in enumerate(zip(*(combined.column(c).to_pylist() for c in
+                                                         ("image_id", "sha256", "gate")), strict=True))}
+    positions = [lookup.get(key(ids[i], shas[i], name)) if ok[i] else None for i in range(table.num_rows)]
     aligned = combined.take(pa.array(positions, pa.int64()))
     return aligned, len(todo), int(ok.sum()) - len(todo)
 
 
-def filter_scores(store: ObjectStore, analyses: pa.Table, choice: FilterChoice) -> tuple[np.ndarray, str]:
-    stage1 = np.asarray(analyses.column("stage1").to_numpy(zero_copy_only=False), dtype=np.float64)
-    if choice is FilterChoice.learned:
-        learned = load_learned(store)
-        if learned is not None:
-            model, card = learned
-            valid = ~np.isnan(stage1)
-            scores = np.full(len(stage1), np.nan)
-            if valid.any():
-                features = np.stack(analyses.column("features").filter(pa.array(valid)).to_numpy(
-                    zero_copy_only=False))
-                scores[valid] = model.predict(features)
-            return scores, f"learned (trained {card.trained_at.isoformat()}, key {FILTER_MODEL_KEY})"
-    return stage1, "stage1"
+def filter_scores(analyses: pa.Table, gate: RelevanceGate, choice: FilterChoice) -> tuple[np.ndarray, str]:
+    """The irrelevant score per row (NaN where not analysed or broken) and the name of what judged."""
+    valid = np.asarray(pc.and_(pc.invert(pc.fill_null(analyses.column("broken"), True)),
+                               pc.is_valid(analyses.column("fungus_probability"))).to_numpy(zero_copy_only=False),
+                       dtype=bool)
+    scores = np.full(analyses.num_rows, np.nan)
+    if choice is FilterChoice.statistics:
+        statistics = np.asarray(analyses.column("statistics").to_numpy(zero_copy_only=False), dtype=np.float64)
+        scores[valid] = statistics[valid]
+        return scores, "statistics (baseline: fixed weights fitted to drawn fixture images)"
+    if valid.any():
+        scores[valid] = gate.irrelevant_score(reading_of(analyses.filter(pa.array(valid))))
+    return scores, f"relevance gate {gate.version}"
+
+
+def load_worker_gate(store: ObjectStore, settings: Settings) -> RelevanceGate:
+    """The pretrained model (loaded once per worker process) with the probe stored now."""
+    gate = pretrained_gate(settings.relevance_pretrained, settings.work_dir, settings.relevance_prior_log_odds)
+    return gate_in_force(store, gate)
 
 
 def run_curation(curation_id: str) -> dict[str, Any]:
@@ -290,8 +304,11 @@ def _curate(store: ObjectStore, run: CurationRun) -> tuple[CurationReport, int]:
     manifests = ManifestStore(store)
     report_progress(stage="reading")
     table = manifests.read(run.dataset, run.version)
-    analyses, analysed, reused = analyse_rows(store, run.dataset, table, get_curator_settings().fetch_concurrency)
-    scores, filter_name = filter_scores(store, analyses, run.rules.filter)
+    report_progress(stage="loading the relevance gate")
+    gate = load_worker_gate(store, get_settings())
+    analyses, analysed, reused = analyse_rows(store, run.dataset, table, gate,
+                                              get_curator_settings().fetch_concurrency)
+    scores, filter_name = filter_scores(analyses, gate, run.rules.filter)
     blacklist = BlacklistStore(store).get()
     report_progress(stage="deciding")
     curated, stats = curate_table(table, analyses, scores, blacklist, LabelStore(store).table(), run.rules)

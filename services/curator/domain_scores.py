@@ -17,12 +17,14 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.curator.analysis import cache_key
+from services.curator.analysis import CACHE_SCHEMA, cache_key
 from services.curator.blacklist import BlacklistStore
 from services.curator.columnar import KeyIndex, first_occurrence_duplicates, map_row_groups, string_keys
+from services.curator.filter.learned import cache_irrelevant_scores
 from services.curator.labels import LabelStore
 from shared.curation import Blacklist
 from shared.manifests import ManifestStore
+from shared.relevance.store import load_probe
 from shared.schemas import HarvestStatus
 from shared.storage import ObjectNotFound, ObjectStore
 
@@ -136,8 +138,9 @@ def keyed_values(source: pa.Table | Path, value_column: str) -> tuple[KeyIndex, 
 def domain_scores(table: pa.Table | Path, labels: pa.Table, blacklist: Blacklist, rules: DomainRules,
                   cached_scores: pa.Table | Path | None = None) -> list[DomainScore]:
     """``table``: a manifest (in memory or a Parquet file) with columns domain, image_id, status, sha256,
-    irrelevant_score, duplicate_of. ``labels``: image_id, human_irrelevant. ``cached_scores``: image_id, stage1
-    (the analysis cache of earlier curations), used where the version carries no score (a harvest version)."""
+    irrelevant_score, duplicate_of. ``labels``: image_id, human_irrelevant. ``cached_scores``: image_id (or
+    id_key), irrelevant_score: the relevance gate's scores of images earlier curations analysed
+    (:func:`cache_irrelevant_scores`), used where the version carries no score (a harvest version)."""
     rows = compact_manifest(table)
     n_rows = rows.num_rows
     if n_rows == 0:
@@ -149,7 +152,7 @@ def domain_scores(table: pa.Table | Path, labels: pa.Table, blacklist: Blacklist
 
     score = np.asarray(rows.column("score").to_numpy(zero_copy_only=False), dtype=np.float64)
     if cached_scores is not None and np.isnan(score).any():
-        index, values = keyed_values(cached_scores, "stage1")
+        index, values = keyed_values(cached_scores, "irrelevant_score")
         score = np.where(np.isnan(score), _take(values, index.find(id_key, every)), score)
     has_score = ~np.isnan(score) & harvested
     filter_irrelevant = (np.nan_to_num(score, nan=0.0) > rules.irrelevant_threshold) & has_score
@@ -234,14 +237,20 @@ def _finite(value: float) -> float | None:
     return float(value) if np.isfinite(value) else None
 
 
-def score_version(store: ObjectStore, dataset: str, version: int, rules: DomainRules) -> tuple[int, list[DomainScore]]:
-    """Domain scores of a stored version: the version and the analysis cache are streamed from local copies."""
+def score_version(store: ObjectStore, dataset: str, version: int, rules: DomainRules,
+                  prior_log_odds: float = 0.0) -> tuple[int, list[DomainScore]]:
+    """Domain scores of a stored version: the version and the analysis cache are streamed from local copies;
+    images the version carries no score for are scored from the cache by the gate with the stored probe."""
     with tempfile.TemporaryDirectory() as tmp:
         info, path = ManifestStore(store).download(dataset, version, Path(tmp) / "manifest.parquet")
-        cache: Path | None = Path(tmp) / "scores.parquet"
+        cache_path = Path(tmp) / "scores.parquet"
+        cached: pa.Table | None = None
         try:
-            store.get_file(cache_key(dataset), cache)  # type: ignore[arg-type]
+            store.get_file(cache_key(dataset), cache_path)
         except ObjectNotFound:
-            cache = None
-        scores = domain_scores(path, LabelStore(store).table(), BlacklistStore(store).get(), rules, cache)
+            pass
+        else:
+            if set(pq.read_schema(cache_path).names) == set(CACHE_SCHEMA.names):  # an older cache: not analysed
+                cached = cache_irrelevant_scores(cache_path, load_probe(store), prior_log_odds)
+        scores = domain_scores(path, LabelStore(store).table(), BlacklistStore(store).get(), rules, cached)
     return info.rows, scores

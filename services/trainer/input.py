@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
-from shared.imaging import decode_tensor, resize_for_model
+from shared.model_input import decode_tensor, resize_for_model
 from shared.training import AugmentationConfig
 
 AUTOTUNE = tf.data.AUTOTUNE

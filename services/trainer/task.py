@@ -375,7 +375,7 @@ class TrainingRun:
         self.store.put_file(model_key(self.model_id, "openset.npz"), scorer_path)
         artifacts.append("openset.npz")
         self.put_artifact("calibration.json", _json(fit.calibration), as_json, artifacts)
-        self.put_artifact("reliability.png", openset.reliability_png(
+        self.put_artifact("reliability.png", evaluation.reliability_png(
             fit.calibration["before"], fit.calibration["after"], fit.card.temperature), "image/png", artifacts)
         exports: dict[str, str] = {}
         if self.spec.export.saved_model or self.spec.export.tflite_float16:

@@ -28,7 +28,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from shared.imaging import photo_to_model_input
 from shared.relevance.pretrained import Pretrained, load_pretrained
 from shared.relevance.probe import RelevanceProbe, sigmoid
 from shared.relevance.stats import image_features
@@ -40,7 +39,7 @@ logger = logging.getLogger(__name__)
 FUNGUS_CLASSES = (947, 991, 992, 993, 994, 995, 996, 997)
 FUNGUS_PRIOR = len(FUNGUS_CLASSES) / 1000
 PRIOR_LOGIT = math.log(FUNGUS_PRIOR / (1 - FUNGUS_PRIOR))
-PROBE_FEATURES = "l2-normalised pretrained embedding + stage-1 image statistics"
+PROBE_FEATURES = "l2-normalised pretrained embedding + image statistics (shared.relevance.stats)"
 BLANK_STD = 2.0  # of 255: less variation than JPEG noise on a flat colour
 
 
@@ -97,12 +96,20 @@ class RelevanceGate:
         return f"{self.pretrained.name}+{self.probe.version if self.probe else 'zero-shot'}"
 
     def with_probe(self, probe: RelevanceProbe | None) -> RelevanceGate:
+        """This gate with ``probe`` in force; a probe fitted on another pretrained model's embeddings would read
+        numbers it was not fitted on, so it is refused (zero-shot until it is refitted)."""
+        if probe is not None and probe.pretrained != self.pretrained.name:
+            logger.warning("relevance probe %s was fitted on %s, the gate runs %s: judging zero-shot until it is "
+                           "refitted", probe.version, probe.pretrained, self.pretrained.name)
+            probe = None
         gate = RelevanceGate.__new__(RelevanceGate)
         gate.__dict__.update(self.__dict__)
         gate.probe = probe
         return gate
 
     def input_for(self, photo: Image.Image) -> np.ndarray:
+        from shared.model_input import photo_to_model_input  # TensorFlow: a gate that reads has it loaded
+
         return photo_to_model_input(photo, self.image_size)
 
     def read(self, inputs: np.ndarray, stats: np.ndarray) -> GateReading:
@@ -121,13 +128,19 @@ class RelevanceGate:
 
     def relevance(self, reading: GateReading) -> np.ndarray:
         """P(a field photo of a fungus) per photo."""
-        z = reading.zero_shot_log_odds + self.prior_log_odds
-        if self.probe is not None:
-            z = z - self.probe.correction(reading.probe_features())  # the probe's positive class is irrelevant
-        return np.where(reading.blank, 0.0, sigmoid(z))
+        return relevance_of(reading, self.probe, self.prior_log_odds)
 
     def irrelevant_score(self, reading: GateReading) -> np.ndarray:
         return 1.0 - self.relevance(reading)
+
+
+def relevance_of(reading: GateReading, probe: RelevanceProbe | None, prior_log_odds: float) -> np.ndarray:
+    """P(a field photo of a fungus) of stored readings: the gate's formula, for a process that scores cached
+    readings without loading the pretrained model (the curator's API)."""
+    z = reading.zero_shot_log_odds + prior_log_odds
+    if probe is not None:
+        z = z - probe.correction(reading.probe_features())  # the probe's positive class is irrelevant
+    return np.where(reading.blank, 0.0, sigmoid(z))
 
 
 def concatenate(readings: list[GateReading]) -> GateReading:

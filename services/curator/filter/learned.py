@@ -1,12 +1,14 @@
-"""Stage 2 of the irrelevant-image filter: a logistic-regression head on a colour/texture feature vector.
+"""The curator's side of the shared relevance gate (:mod:`shared.relevance.gate`): which gate judges, the
+probe fitted on human labels, and scores of cached readings.
 
-Why not a CNN: on this data the stage-1 statistics already separate the classes, a fixed random-feature
-conv net or an untrained MobileNetV3 (no ImageNet weights offline) adds TensorFlow start-up time and memory
-to every curation worker for features that are not better than a colour histogram, and the head must
-retrain in seconds on a few hundred human labels. So the embedding is hand-made and CPU-cheap: the 14
-stage-1 statistics + a joint hue/saturation/value histogram (8x3x2) + a gradient-orientation histogram (8),
-all from the same 64x64 thumbnail. Training uses human labels plus stage-1 confident cases; held-out
-human labels give precision/recall.
+- The worker loads the pretrained model once per process (:func:`pretrained_gate`) and puts the stored probe
+  in force (:func:`gate_in_force`), the same probe that /predict re-reads from ``curation/relevance/probe.json``.
+- Retraining (:func:`fit_probe`) reads no image: the analysis cache holds every photo's embedding, statistics
+  and fungus probability. Only human labels train it (never the gate's own confident answers: self-training
+  would only reinforce what the gate already says), and held-out human labels (:func:`held_out`) measure both
+  the probe and the zero-shot gate it corrects.
+- The API process scores cached readings without TensorFlow (:func:`irrelevant_scores`), by the gate's own
+  formula (:func:`shared.relevance.gate.relevance_of`).
 """
 
 from __future__ import annotations
@@ -14,52 +16,66 @@ from __future__ import annotations
 import hashlib
 import logging
 from datetime import UTC, datetime
+from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+import pyarrow as pa
+import pyarrow.compute as pc
+from pydantic import BaseModel, Field
 
-from services.curator.filter.logistic import LogisticModel, fit_logistic, precision_recall
-from services.curator.filter.stats import _hsv, thumbnail_features
-from shared.storage import ObjectNotFound, ObjectStore
+from services.curator.analysis import reading_of
+from services.curator.columnar import map_row_groups
+from shared.relevance.gate import PROBE_FEATURES, GateReading, RelevanceGate, load_gate, relevance_of
+from shared.relevance.probe import RelevanceProbe, fit_offset_logistic, precision_recall
+from shared.relevance.store import load_probe
+from shared.storage import ObjectStore
 
 logger = logging.getLogger(__name__)
 
-N_FEATURES = 14 + 48 + 8
-CONFIDENT_LOW = 0.05
-CONFIDENT_HIGH = 0.95
+PROBE_L2 = 1e-2  # on standardised features with class-balanced weights summing to one
 
 
-def learned_features(rgb: np.ndarray) -> np.ndarray:
-    """The stage-2 embedding of a thumbnail (see stats.thumbnail)."""
-    hue, sat, val = _hsv(rgb)
-    joint = (np.minimum(hue * 8, 7).astype(np.int64) * 6 + np.minimum(sat * 3, 2).astype(np.int64) * 2
-             + (val > 0.5).astype(np.int64))
-    colour = np.bincount(joint.ravel(), minlength=48).astype(np.float32) / joint.size
-    gray = rgb.mean(axis=2)
-    gx = np.diff(gray, axis=1)[:-1, :]
-    gy = np.diff(gray, axis=0)[:, :-1]
-    magnitude = np.hypot(gx, gy)
-    angle = (np.arctan2(gy, gx) % np.pi) / np.pi
-    orientation = np.bincount(np.minimum(angle * 8, 7).astype(np.int64).ravel(), weights=magnitude.ravel(),
-                              minlength=8).astype(np.float32)
-    orientation /= max(float(orientation.sum()), 1e-6)
-    return np.concatenate([thumbnail_features(rgb), colour, orientation]).astype(np.float32)
+@lru_cache(maxsize=2)
+def pretrained_gate(source: str, work_dir: str, prior_log_odds: float) -> RelevanceGate:
+    """The gate without a probe, loaded once per worker process (converting the weights takes seconds)."""
+    return load_gate(source, work_dir, prior_log_odds)
 
 
-class FilterCard(BaseModel):
-    """What GET /filter shows about the learned filter."""
+def gate_in_force(store: ObjectStore, gate: RelevanceGate) -> RelevanceGate:
+    """``gate`` with the stored probe (refused by the gate if fitted on other pretrained embeddings)."""
+    return gate.with_probe(load_probe(store))
 
-    model_config = ConfigDict(extra="forbid")
 
-    trained_at: datetime
-    human_labels: int
-    confident_cases: int
-    train_size: int
-    held_out: int
-    threshold: float
-    precision: float | None
-    recall: float | None
-    feature: str = "stage1 statistics + HSV histogram 8x3x2 + gradient orientation histogram 8"
+def irrelevant_scores(reading: GateReading, probe: RelevanceProbe | None, prior_log_odds: float) -> np.ndarray:
+    """The gate's irrelevant score of cached readings, without loading the model (shared formula)."""
+    return np.asarray(1.0 - relevance_of(reading, probe, prior_log_odds), dtype=np.float64)
+
+
+CACHE_SCORE_COLUMNS = ["id_key", "broken", "gate", "fungus_probability", "blank", "stats", "embedding"]
+
+
+def cache_irrelevant_scores(source: pa.Table | Path, probe: RelevanceProbe | None,
+                            prior_log_odds: float) -> pa.Table:
+    """``id_key``, ``irrelevant_score`` per analysed image of an analysis cache (a table or a Parquet file),
+    streamed by row group. The probe applies to rows read by the model it was fitted on; others are zero-shot."""
+    def one(batch: pa.RecordBatch) -> pa.Table:
+        table = pa.Table.from_batches([batch])
+        table = table.filter(pc.and_(pc.invert(pc.fill_null(table.column("broken"), True)),
+                                     pc.is_valid(table.column("fungus_probability"))))
+        reading = reading_of(table)
+        scores = irrelevant_scores(reading, None, prior_log_odds)
+        if probe is not None and table.num_rows:
+            same = np.asarray(pc.fill_null(pc.equal(table.column("gate"), probe.pretrained), False)
+                              .to_numpy(zero_copy_only=False), dtype=bool)
+            if same.any():
+                scores[same] = irrelevant_scores(reading, probe, prior_log_odds)[same]
+        return pa.table({"id_key": table.column("id_key"), "irrelevant_score": pa.array(scores, pa.float64())})
+
+    parts = [part for part in map_row_groups(source, CACHE_SCORE_COLUMNS, one) if part.num_rows]
+    if not parts:
+        return pa.table({"id_key": pa.array([], pa.uint64()), "irrelevant_score": pa.array([], pa.float64())})
+    return pa.concat_tables(parts)
 
 
 def held_out(image_id: str, fraction: float = 0.25) -> bool:
@@ -67,38 +83,43 @@ def held_out(image_id: str, fraction: float = 0.25) -> bool:
     return int(hashlib.sha256(image_id.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF < fraction
 
 
-def train_learned(human_ids: list[str], human_x: np.ndarray, human_y: np.ndarray, pool_x: np.ndarray,
-                  pool_stage1: np.ndarray, threshold: float = 0.5) -> tuple[LogisticModel, FilterCard]:
-    """Fit on the human labels not held out plus stage-1 confident cases from ``pool``; evaluate on held-out labels."""
-    test_mask = np.array([held_out(i) for i in human_ids], dtype=bool) if human_ids else np.zeros(0, bool)
-    confident = (pool_stage1 < CONFIDENT_LOW) | (pool_stage1 > CONFIDENT_HIGH)
-    x = np.concatenate([human_x[~test_mask], pool_x[confident]]) if len(pool_x) else human_x[~test_mask]
-    y = np.concatenate([human_y[~test_mask], (pool_stage1[confident] > 0.5).astype(np.float64)])
-    # A person's label is worth more than a confident guess of stage 1.
-    weight = np.concatenate([np.full(int((~test_mask).sum()), 3.0), np.ones(int(confident.sum()))])
-    if len(np.unique(y)) < 2:
-        raise ValueError("need both relevant and irrelevant examples to train the filter")
-    model = fit_logistic(x.reshape(len(y), N_FEATURES), y, l2=1e-2, sample_weight=weight)
-    precision = recall = None
-    if test_mask.any():
-        precision, recall = precision_recall(model.predict(human_x[test_mask]), human_y[test_mask], threshold)
-    card = FilterCard(trained_at=datetime.now(UTC), human_labels=len(human_ids), confident_cases=int(confident.sum()),
-                      train_size=len(y), held_out=int(test_mask.sum()), threshold=threshold, precision=precision,
-                      recall=recall)
-    logger.info("trained learned filter on %d examples: precision %s recall %s", len(y), precision, recall)
-    return model, card
+def fit_probe(image_ids: list[str], reading: GateReading, irrelevant: np.ndarray, pretrained: str,
+              prior_log_odds: float, threshold: float = 0.5, l2: float = PROBE_L2) -> RelevanceProbe:
+    """Fit the probe on the human labels not held out; measure it and the zero-shot gate on the held-out ones.
+
+    ``irrelevant``: 1 where a person said "not a field photo of a fungus". The probe predicts that class, so its
+    fixed offset is minus the gate's log-odds of relevance: ``P(irrelevant) = sigmoid(-(zero_shot + prior) +
+    probe)``, and the gate's ``relevance = sigmoid(zero_shot + prior - probe)`` is one minus it.
+    """
+    labels = np.asarray(irrelevant, dtype=np.float64)
+    test = np.array([held_out(i) for i in image_ids], dtype=bool)
+    train = ~test
+    if len(np.unique(labels[train])) < 2:
+        raise ValueError("the labels not held out for evaluation are all of one class: label more images")
+    features = reading.probe_features()
+    offset = -(reading.zero_shot_log_odds + prior_log_odds)
+    mean, scale, weights, bias = fit_offset_logistic(features[train], labels[train], offset[train], l2)
+    probe = RelevanceProbe(
+        features=PROBE_FEATURES, mean=mean.tolist(), scale=scale.tolist(), weights=weights.tolist(), bias=bias,
+        l2=l2, trained_at=datetime.now(UTC), pretrained=pretrained, human_labels=len(image_ids),
+        irrelevant_labels=int(labels.sum()), held_out=int(test.sum()))
+    if test.any():
+        part = GateReading(*(getattr(reading, name)[test] for name in
+                             ("fungus_probability", "embedding", "top_class", "stats", "blank")))
+        probe.held_out_precision, probe.held_out_recall = precision_recall(
+            irrelevant_scores(part, probe, prior_log_odds), labels[test], threshold)
+        probe.held_out_zero_shot_precision, probe.held_out_zero_shot_recall = precision_recall(
+            irrelevant_scores(part, None, prior_log_odds), labels[test], threshold)
+    logger.info("fitted relevance probe %s on %d labels (%d held out): precision %s recall %s, zero-shot %s %s",
+                probe.version, int(train.sum()), int(test.sum()), probe.held_out_precision, probe.held_out_recall,
+                probe.held_out_zero_shot_precision, probe.held_out_zero_shot_recall)
+    return probe
 
 
-FILTER_MODEL_KEY = "curation/filter/model.json"
+class FilterStatus(BaseModel):
+    """What GET /filter shows: the gate that judges curations (and /predict) and the probe in force."""
 
-
-def save_learned(store: ObjectStore, model: LogisticModel, card: FilterCard) -> None:
-    store.put_json(FILTER_MODEL_KEY, {"model": model.to_json(), "card": card.model_dump(mode="json")})
-
-
-def load_learned(store: ObjectStore) -> tuple[LogisticModel, FilterCard] | None:
-    try:
-        value = store.get_json(FILTER_MODEL_KEY)
-    except ObjectNotFound:
-        return None
-    return LogisticModel.from_json(value["model"]), FilterCard.model_validate(value["card"])
+    gate: str = Field(description="pretrained model + probe version, or the configured source + zero-shot")
+    mode: str = Field(description="'probe' (zero-shot corrected by human labels) or 'zero-shot'")
+    prior_log_odds: float
+    probe: RelevanceProbe | None = None

@@ -8,7 +8,8 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from shared.imaging import photo_to_model_input, to_rgb
+from shared.imaging import to_rgb
+from shared.model_input import photo_to_model_input
 
 SUPPORTED_FORMATS = frozenset({"JPEG", "PNG", "WEBP"})
 

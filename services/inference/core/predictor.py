@@ -20,7 +20,7 @@ from services.inference.core.model import ServedModel
 from services.inference.core.relevance import GateHolder
 from services.inference.core.watcher import ModelWatcher
 from services.inference.schemas import Prediction
-from shared.imaging import photo_to_model_input
+from shared.model_input import photo_to_model_input
 from shared.relevance.stats import image_features
 
 logger = logging.getLogger(__name__)

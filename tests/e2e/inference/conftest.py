@@ -74,7 +74,7 @@ def encode(image: Image.Image, fmt: str = "JPEG", **options: object) -> bytes:
 
 
 def _as_input(image: Image.Image) -> np.ndarray:
-    from shared.imaging import photo_to_model_input
+    from shared.model_input import photo_to_model_input
 
     return photo_to_model_input(image, IMAGE_SIZE)
 

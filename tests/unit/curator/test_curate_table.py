@@ -16,6 +16,7 @@ from services.curator.curation import CurationRules, curate_table
 from services.curator.duplicates import duplicate_groups
 from shared.curation import Blacklist, BlacklistEntry
 from shared.manifests import RECORD_SCHEMA, conform
+from tests.unit.curator.conftest import PlumbingGate
 
 pytestmark = pytest.mark.unit
 
@@ -28,20 +29,20 @@ def jpeg(image: Image.Image, quality: int = 85) -> bytes:
     return out.getvalue()
 
 
-def test_duplicate_groups_exact_near_and_distinct() -> None:
+def test_duplicate_groups_exact_near_and_distinct(plumbing_gate: PlumbingGate) -> None:
     catalog = SpeciesCatalog(4, 0)
     photo = catalog.render(0, 1, 200)
     other = catalog.render(1, 2, 200)
     variants = [jpeg(photo), jpeg(photo, 50), jpeg(photo.resize((150, 150))), jpeg(other), jpeg(photo)]
-    analyses = [analyze_bytes(f"i{n}", f"sha{n}", data) for n, data in enumerate(variants)]
+    analyses = [analyze_bytes(f"i{n}", f"sha{n}", data, plumbing_gate) for n, data in enumerate(variants)]
     hashes = np.array([a.phash for a in analyses], dtype=np.int64)
     first = duplicate_groups([f"sha{n}" for n in range(4)] + ["sha0"], hashes, distance=4)
     assert first.tolist() == [-1, 0, 0, -1, 0]
     assert duplicate_groups(["a", "b"], hashes[[0, 3]], distance=0).tolist() == [-1, -1]
 
 
-def test_broken_bytes_are_reported_not_raised() -> None:
-    analysis = analyze_bytes("x", None, b"\xff\xd8\xff\xe0 definitely not a jpeg")
+def test_broken_bytes_are_reported_not_raised(plumbing_gate: PlumbingGate) -> None:
+    analysis = analyze_bytes("x", None, b"\xff\xd8\xff\xe0 definitely not a jpeg", plumbing_gate)
     assert analysis.broken and analysis.error
 
 
@@ -57,13 +58,13 @@ def rows(n: int) -> pa.Table:
     return conform(table), data
 
 
-def test_reasons_in_order_and_labels_override() -> None:
+def test_reasons_in_order_and_labels_override(plumbing_gate: PlumbingGate) -> None:
     table, data = rows(8)
     table = table.set_column(RECORD_SCHEMA.get_field_index("status"), "status",
                              pa.array(["ok"] * 7 + ["failed"]))
-    analyses = [analyze_bytes(f"i{i}", f"s{i}", d) for i, d in enumerate(data)]
-    analyses[2] = analyze_bytes("i2", "s2", b"broken")
-    analyses[7] = analyze_bytes("i7", "s7", b"")  # not harvested: never analysed in practice
+    analyses = [analyze_bytes(f"i{i}", f"s{i}", d, plumbing_gate) for i, d in enumerate(data)]
+    analyses[2] = analyze_bytes("i2", "s2", b"broken", plumbing_gate)
+    analyses[7] = analyze_bytes("i7", "s7", b"", plumbing_gate)  # not harvested: never analysed in practice
     aligned = analyses_to_table(analyses)
     scores = np.array([0.1, 0.1, np.nan, 0.9, 0.9, 0.1, 0.1, np.nan])
     labels = pa.table({"image_id": ["i4", "i5"], "human_irrelevant": [False, True]})
@@ -100,15 +101,17 @@ def test_near_duplicates_found_by_banding_among_many() -> None:
     assert (duplicate_groups([None] * 5000, hashes, distance=3)[4950:] == -1).all()
 
 
-def test_analysis_of_what_harvests_really_contain() -> None:
+def test_analysis_of_what_harvests_really_contain(plumbing_gate: PlumbingGate) -> None:
     from fixtureweb import encoding
 
     photo = SpeciesCatalog(4, 0).render(2, 5, 200)
     good = jpeg(photo)
     for data in (encoding.cmyk_jpeg(photo), encoding.grayscale_jpeg(photo), encoding.exif_rotated_jpeg(photo),
                  encoding.encode(photo, encoding.ImageFormat.PNG), encoding.encode(photo, encoding.ImageFormat.WEBP)):
-        analysis = analyze_bytes("x", None, data)
-        assert not analysis.broken and analysis.stage1 is not None and analysis.stage1 < 0.5
+        analysis = analyze_bytes("x", None, data, plumbing_gate)
+        assert not analysis.broken and analysis.statistics is not None and analysis.stats is not None
+        assert analysis.fungus_probability == 0.5 and analysis.embedding is not None
+        assert analysis.gate == "plumbing-gate"
     for data in (encoding.truncated(good), encoding.bomb_png(), b"<html>not an image</html>", b""):
-        analysis = analyze_bytes("x", None, data)
+        analysis = analyze_bytes("x", None, data, plumbing_gate)
         assert analysis.broken and analysis.error, data[:20]

@@ -72,7 +72,7 @@ def test_recommendations_failure_rates_and_label_override() -> None:
 def test_cached_scores_fill_a_harvest_version_and_rules_are_configurable() -> None:
     table = manifest([("sheets.test", "ok", f"s{n}", None) for n in range(25)])
     assert domain_scores(table, NO_LABELS, Blacklist(), DomainRules())[0].scored == 0
-    cache = pa.table({"image_id": [f"i{n}" for n in range(25)], "stage1": pa.array([0.8] * 25, pa.float32())})
+    cache = pa.table({"image_id": [f"i{n}" for n in range(25)], "irrelevant_score": pa.array([0.8] * 25)})
     scored = domain_scores(table, NO_LABELS, Blacklist(), DomainRules(), cache)[0]
     assert (scored.scored, scored.irrelevant, scored.recommendation) == (25, 25, Recommendation.blacklist)
     strict = domain_scores(table, NO_LABELS, Blacklist(), DomainRules(min_scored=30), cache)[0]

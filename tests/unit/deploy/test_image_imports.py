@@ -173,11 +173,21 @@ def test_image_code_needs_no_development_package(image: str) -> None:
     assert not outside, f"the {image} image's code imports {outside}, which the image does not contain"
 
 
-@pytest.mark.parametrize("image", ["downloader", "curator"])
-def test_slim_images_import_no_tensorflow(image: str) -> None:
-    imported = third_party_imports(IMAGES[image][1])
+def test_the_downloader_image_imports_no_tensorflow() -> None:
+    imported = third_party_imports(IMAGES["downloader"][1])
     heavy = {module: importer for module, importer in imported.items() if module in ("tensorflow", "keras")}
-    assert not heavy, f"TensorFlow imported by the {image} image's code: {heavy}"
+    assert not heavy, f"TensorFlow imported by the downloader image's code: {heavy}"
+
+
+def test_the_curator_api_starts_without_loading_tensorflow() -> None:
+    """The curator image carries TensorFlow for its worker (the relevance gate reads images there); its API
+    scores cached readings and must not pay TensorFlow's start-up and memory."""
+    import subprocess
+
+    code = "import sys, services.curator.main; print('tensorflow' in sys.modules, 'keras' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                            check=True)
+    assert result.stdout.split() == ["False", "False"], result.stdout + result.stderr
 
 
 def test_the_import_scan_sees_through_packages() -> None:

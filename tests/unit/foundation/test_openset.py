@@ -145,14 +145,6 @@ def test_reliability_bins_count_every_answer_once() -> None:
     assert rows[5]["count"] == 2 and rows[5]["accuracy"] == 0.5  # 0.55 (wrong) and 0.6 (right)
 
 
-def test_reliability_png_is_a_png() -> None:
-    logits = np.random.default_rng(5).normal(0, 2, (200, 3))
-    labels = sampled_labels(logits, 1.0)
-    before = openset.reliability_bins(openset.softmax(logits, 0.5), labels)
-    after = openset.reliability_bins(openset.softmax(logits), labels)
-    assert openset.reliability_png(before, after, temperature=2.0)[:8] == b"\x89PNG\r\n\x1a\n"
-
-
 def test_threshold_at_retention_keeps_the_asked_share() -> None:
     scores = np.random.default_rng(6).exponential(size=1000)
     threshold = openset.threshold_at_retention(scores, 0.95)

@@ -15,6 +15,7 @@ from services.trainer.evaluation import (
     curves_png,
     fit_openset,
     openset_test_figures,
+    reliability_png,
 )
 from shared import openset
 from shared.openset import OpenSetCard
@@ -114,3 +115,11 @@ def test_plots_are_pngs() -> None:
     for png in (curves_png(history, fine_tune_epoch=1), confusion_png([[1, 0], [2, 3]], ["a", "b"]),
                 comparison_png([{"label": "lr=0.001", "best_val_accuracy": 0.5, "test_top1": None}])):
         assert Image.open(io.BytesIO(png)).format == "PNG"
+
+
+def test_reliability_png_is_a_png() -> None:
+    logits = np.random.default_rng(5).normal(0, 2, (200, 3))
+    labels = np.random.default_rng(6).integers(0, 3, 200)
+    before = openset.reliability_bins(openset.softmax(logits, 0.5), labels)
+    after = openset.reliability_bins(openset.softmax(logits), labels)
+    assert reliability_png(before, after, temperature=2.0)[:8] == b"\x89PNG\r\n\x1a\n"

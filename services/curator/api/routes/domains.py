@@ -11,10 +11,12 @@ from fastapi import APIRouter, HTTPException, Query, Response, status
 from pydantic import BaseModel
 
 from services.curator.analysis import read_cache
-from services.curator.api.deps import CuratorSettingsDep, ManifestsDep, StoreDep, resolve_version
+from services.curator.api.deps import CuratorSettingsDep, ManifestsDep, SettingsDep, StoreDep, resolve_version
 from services.curator.domain_scores import DomainRules, DomainScore, score_version
+from services.curator.filter.learned import CACHE_SCORE_COLUMNS, cache_irrelevant_scores
 from services.curator.labels import LabelStore
 from services.curator.review import DomainSample, SampleImage, contact_sheet, review_page, sample_rows
+from shared.relevance.store import load_probe
 
 router = APIRouter(prefix="/domains", tags=["domains"])
 
@@ -37,7 +39,7 @@ class SampleFormat(StrEnum):
 
 @router.get("", response_model=DomainReport)
 def list_domains(
-    store: StoreDep, manifests: ManifestsDep, defaults: CuratorSettingsDep,
+    store: StoreDep, manifests: ManifestsDep, defaults: CuratorSettingsDep, settings: SettingsDep,
     dataset: str, version: Annotated[int | None, Query(ge=1)] = None,
     min_scored: Annotated[int | None, Query(ge=1)] = None,
     blacklist_lower: Annotated[float | None, Query(ge=0, le=1)] = None,
@@ -52,14 +54,14 @@ def list_domains(
         irrelevant_threshold=defaults.irrelevant_threshold if irrelevant_threshold is None else irrelevant_threshold,
         wilson_z=defaults.wilson_z,
     )
-    rows, scores = score_version(store, dataset, version, rules)
+    rows, scores = score_version(store, dataset, version, rules, settings.relevance_prior_log_odds)
     return DomainReport(dataset=dataset, version=version, rows=rows, rules=rules, domains=scores)
 
 
 @router.get("/{domain}/sample", response_model=DomainSample,
             responses={200: {"content": {"image/png": {}, "text/html": {}}}})
 def domain_sample(
-    domain: str, store: StoreDep, manifests: ManifestsDep, defaults: CuratorSettingsDep,
+    domain: str, store: StoreDep, manifests: ManifestsDep, defaults: CuratorSettingsDep, settings: SettingsDep,
     dataset: str, version: Annotated[int | None, Query(ge=1)] = None,
     n: Annotated[int, Query(ge=1)] = 24, seed: Annotated[int | None, Query(ge=0)] = None,
     format: SampleFormat = SampleFormat.json,
@@ -74,8 +76,14 @@ def domain_sample(
     available = int(pc.sum(pc.and_(pc.equal(table.column("domain"), domain.lower()),
                                    pc.equal(table.column("status"), "ok"))).as_py() or 0)
     labels = LabelStore(store).all()
-    cache = read_cache(store, dataset, columns=["image_id", "stage1"])
-    cached = dict(zip(cache.column("image_id").to_pylist(), cache.column("stage1").to_pylist(), strict=True))
+    # Rows of a version without scores (a harvest): the gate's scores of the cached analyses.
+    cache = read_cache(store, dataset, columns=["image_id", *CACHE_SCORE_COLUMNS])
+    cache = cache.filter(pc.is_in(cache.column("image_id"), value_set=rows.column("image_id")))
+    scored = cache_irrelevant_scores(cache, load_probe(store), settings.relevance_prior_log_odds)
+    by_key = dict(zip(scored.column("id_key").to_pylist(), scored.column("irrelevant_score").to_pylist(),
+                      strict=True))
+    cached = {image_id: by_key.get(key) for image_id, key in zip(cache.column("image_id").to_pylist(),
+                                                                 cache.column("id_key").to_pylist(), strict=True)}
     images = [
         SampleImage(image_id=row["image_id"], observation_id=row["observation_id"], url=row["url"],
                     storage_key=row["storage_key"], image_url=store.presigned_get_url(row["storage_key"]),

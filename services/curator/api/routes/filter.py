@@ -1,39 +1,43 @@
-"""The learned irrelevant-image filter: retrain on demand, show its held-out precision/recall."""
+"""The relevance gate's probe: retrain it from human labels on demand, show it and its held-out figures."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.curator.api.deps import ManifestsDep, StoreDep, resolve_version
-from services.curator.filter.learned import FilterCard, load_learned
+from services.curator.api.deps import ManifestsDep, SettingsDep, StoreDep, resolve_version
+from services.curator.filter.learned import PROBE_L2, FilterStatus
 from services.curator.filter.training import NotEnoughLabels, retrain
 from shared.auth import TokenDep
+from shared.relevance.probe import RelevanceProbe
+from shared.relevance.store import load_probe
 
 router = APIRouter(prefix="/filter", tags=["filter"])
-
-NO_FILTER = "no learned filter yet: label images and POST /filter/train"
 
 
 class TrainRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     dataset: str
-    threshold: float = Field(default=0.5, ge=0, le=1)
+    threshold: float = Field(default=0.5, ge=0, le=1, description="irrelevant above: for the held-out figures")
+    l2: float = Field(default=PROBE_L2, gt=0, le=100, description="the probe's L2 penalty (pulls it to zero-shot)")
 
 
-@router.get("", response_model=FilterCard)
-def get_filter(store: StoreDep) -> FilterCard:
-    learned = load_learned(store)
-    if learned is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, NO_FILTER)
-    return learned[1]
+@router.get("", response_model=FilterStatus)
+def get_filter(store: StoreDep, settings: SettingsDep) -> FilterStatus:
+    probe = load_probe(store)
+    if probe is None:
+        return FilterStatus(gate=f"{settings.relevance_pretrained}+zero-shot", mode="zero-shot",
+                            prior_log_odds=settings.relevance_prior_log_odds)
+    return FilterStatus(gate=f"{probe.pretrained}+{probe.version}", mode="probe",
+                        prior_log_odds=settings.relevance_prior_log_odds, probe=probe)
 
 
-@router.post("/train", response_model=FilterCard)
-def train_filter(body: TrainRequest, store: StoreDep, manifests: ManifestsDep, _: TokenDep) -> FilterCard:
+@router.post("/train", response_model=RelevanceProbe)
+def train_filter(body: TrainRequest, store: StoreDep, manifests: ManifestsDep, settings: SettingsDep,
+                 _: TokenDep) -> RelevanceProbe:
     resolve_version(manifests, body.dataset, None)
     try:
-        return retrain(store, body.dataset, body.threshold)
+        return retrain(store, body.dataset, settings.relevance_prior_log_odds, body.threshold, body.l2)
     except NotEnoughLabels as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None

@@ -1,5 +1,5 @@
 """Human labels: relevant / irrelevant per image. They override the filter in curations and domain
-scores, and train the learned filter."""
+scores, and train the relevance gate's probe."""
 
 from __future__ import annotations
 
