@@ -82,7 +82,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         on_refuse=lambda _: metrics.refusals.inc(),
     )
     batcher = DynamicBatcher(lambda: watcher.current, inference.max_batch_size, inference.max_wait_ms,
-                             on_batch=metrics.batch_size.observe, current_gate=lambda: gate.current if gate else None)
+                             on_batch=metrics.batch_size.observe)
     session = make_session(inference.allow_loopback_urls, inference.url_timeout_s)
     app.state.predictor = Predictor(inference, watcher, batcher, session, gate, metrics)
     batcher.start()

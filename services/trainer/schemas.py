@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import Path
 from pydantic import BaseModel, Field
 
+from shared.openset import OpenSetCard
 from shared.queue import JobState
 from shared.registry import MODEL_ID, ModelCard
 
@@ -67,12 +68,14 @@ class ModelSummary(BaseModel):
     created_at: datetime
     promoted: bool
     spec: dict[str, Any]
+    openset: OpenSetCard | None = Field(default=None, description="open-set and calibration fit (validation split)")
 
 
 class ModelDetail(BaseModel):
     card: ModelCard
     promoted: bool
-    metrics: dict[str, Any] = Field(default_factory=dict, description="test top1/top3/macro_f1, per class, confusion")
+    metrics: dict[str, Any] = Field(default_factory=dict, description="validation figures (val_*) used to choose, "
+                                    "test figures (top1/top3/top5/macro_f1, per class, confusion) only reported")
     history: list[dict[str, Any]] = Field(default_factory=list)
     artifact_urls: dict[str, str] = Field(default_factory=dict, description="artifact name -> API path")
 

@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -63,28 +65,30 @@ class GateReading:
 
 
 class RelevanceGate:
-    """The pretrained model compiled once, plus the probe in force (None: zero-shot alone)."""
+    """The pretrained model (a LiteRT interpreter per reading thread), plus the probe in force (None:
+    zero-shot alone). ``threads``: the CPU threads one read may use."""
 
     def __init__(self, pretrained: Pretrained, probe: RelevanceProbe | None = None,
-                 prior_log_odds: float = 0.0) -> None:
-        import tensorflow as tf
-
+                 prior_log_odds: float = 0.0, threads: int = 1) -> None:
         self.pretrained = pretrained
         self.probe = probe
         self.prior_log_odds = prior_log_odds
-        model = pretrained.model
-        spec = tf.TensorSpec([None, pretrained.image_size, pretrained.image_size, 3], tf.float32)
-        fungus = tf.constant(FUNGUS_CLASSES, tf.int32)
+        self.threads = threads
+        self._local = threading.local()  # an interpreter is not thread-safe: one per reading thread
 
-        @tf.function(input_signature=[spec], reduce_retracing=True)
-        def read(images: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
-            embedding, logits = model(images, training=False)
-            probabilities = tf.nn.softmax(logits)
-            return (tf.reduce_sum(tf.gather(probabilities, fungus, axis=1), axis=1),
-                    tf.math.l2_normalize(embedding, axis=1), tf.argmax(logits, axis=1, output_type=tf.int32),
-                    tf.reduce_max(tf.math.reduce_std(images, axis=[1, 2]), axis=1) < BLANK_STD)
+    def _interpreter(self) -> tuple[Any, int, int, int]:
+        cached = getattr(self._local, "interpreter", None)
+        if cached is None:
+            from ai_edge_litert.interpreter import Interpreter
 
-        self._read = read
+            interpreter = Interpreter(model_content=self.pretrained.flatbuffer, num_threads=self.threads)
+            interpreter.allocate_tensors()
+            outputs = interpreter.get_output_details()
+            logits = next(o["index"] for o in outputs if o["shape"][-1] == 1000)
+            embedding = next(o["index"] for o in outputs if o["index"] != logits)
+            cached = (interpreter, interpreter.get_input_details()[0]["index"], embedding, logits)
+            self._local.interpreter = cached
+        return cached
 
     @property
     def image_size(self) -> int:
@@ -113,18 +117,31 @@ class RelevanceGate:
         return photo_to_model_input(photo, self.image_size)
 
     def read(self, inputs: np.ndarray, stats: np.ndarray) -> GateReading:
-        """``inputs``: float32 (n, size, size, 3) from :meth:`input_for`; ``stats``: (n, 14) image statistics."""
-        fungus, embedding, top, blank = self._read(np.asarray(inputs, np.float32))
-        return GateReading(np.asarray(fungus, np.float64), np.asarray(embedding, np.float32),
-                           np.asarray(top, np.int32), np.asarray(stats, np.float32), np.asarray(blank, bool))
+        """``inputs``: float32 (n, size, size, 3) from :meth:`input_for`; ``stats``: (n, 14) image statistics.
 
-    def read_photos(self, photos: list[Image.Image], batch_size: int = 32) -> GateReading:
-        readings = []
-        for start in range(0, len(photos), batch_size):
-            chunk = photos[start:start + batch_size]
-            readings.append(self.read(np.stack([self.input_for(p) for p in chunk]),
-                                      np.stack([image_features(p) for p in chunk])))
-        return concatenate(readings)
+        One photo per call of the interpreter: XNNPACK is no faster per image in batches on a CPU, and a fixed
+        input shape needs no re-allocation."""
+        interpreter, source, embedding_out, logits_out = self._interpreter()
+        images = np.asarray(inputs, np.float32)
+        embeddings, logits = [], []
+        for image in images:
+            interpreter.set_tensor(source, image[None])
+            interpreter.invoke()
+            embeddings.append(interpreter.get_tensor(embedding_out)[0].copy())
+            logits.append(interpreter.get_tensor(logits_out)[0].astype(np.float64))
+        if not len(images):
+            return concatenate([])
+        logit = np.stack(logits)
+        probabilities = np.exp(logit - logit.max(axis=1, keepdims=True))
+        probabilities /= probabilities.sum(axis=1, keepdims=True)
+        embedding = np.stack(embeddings).astype(np.float32)
+        embedding /= np.maximum(np.linalg.norm(embedding, axis=1, keepdims=True), 1e-12)
+        blank = images.std(axis=(1, 2)).max(axis=1) < BLANK_STD
+        return GateReading(probabilities[:, FUNGUS_CLASSES].sum(axis=1), embedding,
+                           logit.argmax(axis=1).astype(np.int32), np.asarray(stats, np.float32), blank)
+
+    def read_photos(self, photos: list[Image.Image]) -> GateReading:
+        return concatenate([self.read(self.input_for(p)[None], image_features(p)[None]) for p in photos])
 
     def relevance(self, reading: GateReading) -> np.ndarray:
         """P(a field photo of a fungus) per photo."""
@@ -151,8 +168,8 @@ def concatenate(readings: list[GateReading]) -> GateReading:
                          ("fungus_probability", "embedding", "top_class", "stats", "blank")))
 
 
-def load_gate(source: str, work_dir: str | Path, prior_log_odds: float = 0.0) -> RelevanceGate:
+def load_gate(source: str, work_dir: str | Path, prior_log_odds: float = 0.0, threads: int = 1) -> RelevanceGate:
     """The gate with the pretrained model from ``source`` (see :mod:`shared.relevance.pretrained`)."""
     pretrained = load_pretrained(source, Path(work_dir) / "relevance")
     logger.info("relevance gate: %s", pretrained.name)
-    return RelevanceGate(pretrained, None, prior_log_odds)
+    return RelevanceGate(pretrained, None, prior_log_odds, threads)

@@ -26,6 +26,7 @@ from pydantic import BaseModel, Field
 
 from services.curator.analysis import reading_of
 from services.curator.columnar import map_row_groups
+from shared.cpus import available_cpus
 from shared.relevance.gate import PROBE_FEATURES, GateReading, RelevanceGate, load_gate, relevance_of
 from shared.relevance.probe import RelevanceProbe, fit_offset_logistic, precision_recall
 from shared.relevance.store import load_probe
@@ -38,8 +39,9 @@ PROBE_L2 = 1e-2  # on standardised features with class-balanced weights summing 
 
 @lru_cache(maxsize=2)
 def pretrained_gate(source: str, work_dir: str, prior_log_odds: float) -> RelevanceGate:
-    """The gate without a probe, loaded once per worker process (converting the weights takes seconds)."""
-    return load_gate(source, work_dir, prior_log_odds)
+    """The gate without a probe, loaded once per worker process (converting the weights takes seconds). It reads
+    in the worker's own thread while a pool decodes the next images, so it may use every CPU the worker has."""
+    return load_gate(source, work_dir, prior_log_odds, threads=available_cpus())
 
 
 def gate_in_force(store: ObjectStore, gate: RelevanceGate) -> RelevanceGate:

@@ -6,7 +6,7 @@ at once, so batching costs nothing at concurrency 1.
 One dedicated thread runs the model, so batches never compete with each other for the CPU while
 the event loop keeps accepting requests and decoding images (in other threads) for the next batch.
 Each batch reads the current model once, so a hot swap never changes the model under a running batch.
-The relevance gate (shared/relevance/) scores the same batch in the same thread, right after the model.
+(The relevance gate reads each photo in its decoding thread, before it reaches the batcher: see predictor.py.)
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ import numpy as np
 from PIL import Image
 
 from services.inference.core.model import ServedModel
-from shared.relevance.gate import GateReading, RelevanceGate
 
 logger = logging.getLogger(__name__)
 
@@ -35,31 +34,19 @@ class NoModel(RuntimeError):
 class Scored:
     probabilities: np.ndarray  # calibrated (softmax of logits / the model's temperature)
     novelty: float | None  # kNN distance / the model's threshold; None when the model has no bank
-    relevance: float | None  # the gate's P(a photo of a fungus); None when the gate is off
-    blank: bool  # the gate saw a flat colour (no photo at all)
-    gate: RelevanceGate | None
     model: ServedModel
-
-
-@dataclass
-class GateInput:
-    image: np.ndarray  # the gate's model input (its own size)
-    stats: np.ndarray  # image statistics (shared.relevance.stats)
 
 
 @dataclass
 class _Pending:
     image: np.ndarray
-    gate_input: GateInput | None
     future: asyncio.Future[Scored]
 
 
 class DynamicBatcher:
     def __init__(self, current_model: Callable[[], ServedModel | None], max_batch_size: int, max_wait_ms: float,
-                 on_batch: Callable[[int], None] | None = None,
-                 current_gate: Callable[[], RelevanceGate | None] = lambda: None) -> None:
+                 on_batch: Callable[[int], None] | None = None) -> None:
         self._current_model = current_model
-        self._current_gate = current_gate
         self.max_batch_size = max_batch_size
         self.max_wait = max_wait_ms / 1000
         self._on_batch = on_batch
@@ -80,10 +67,10 @@ class DynamicBatcher:
                 pass
         self._executor.shutdown(wait=False, cancel_futures=True)
 
-    async def score(self, image: np.ndarray, gate_input: GateInput | None = None) -> Scored:
-        """The model's and the gate's reading of one image, computed in a batch with concurrent callers."""
+    async def score(self, image: np.ndarray) -> Scored:
+        """The model's reading of one model-input image, computed in a batch with concurrent callers."""
         future: asyncio.Future[Scored] = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Pending(image, gate_input, future))
+        await self._queue.put(_Pending(image, future))
         return await future
 
     async def _collect(self) -> list[_Pending]:
@@ -117,9 +104,8 @@ class DynamicBatcher:
                 for item in batch:
                     item.future.set_exception(NoModel("no promoted model is loaded"))
                 continue
-            gate = self._current_gate()
             try:
-                scored = await loop.run_in_executor(self._executor, _score_batch, model, gate, batch)
+                scored = await loop.run_in_executor(self._executor, _score_batch, model, batch)
             except Exception as exc:  # noqa: BLE001 - fail this batch's callers, keep serving
                 logger.exception("batch of %d failed on model %s", len(batch), model.model_id)
                 for item in batch:
@@ -133,21 +119,13 @@ class DynamicBatcher:
                     item.future.set_result(result)
 
 
-def _score_batch(model: ServedModel, gate: RelevanceGate | None, batch: list[_Pending]) -> list[Scored]:
+def _score_batch(model: ServedModel, batch: list[_Pending]) -> list[Scored]:
     images = np.stack([fit(item.image, model.image_size) for item in batch])
     embedding, logits = model.score(images)
     probabilities = model.predict_from_logits(logits)
     novelty = model.novelty(embedding)
-    relevance: list[float | None] = [None] * len(batch)
-    blank = [False] * len(batch)
-    gated = [i for i, item in enumerate(batch) if item.gate_input is not None]
-    if gate is not None and gated:
-        inputs = [g for g in (batch[i].gate_input for i in gated) if g is not None]
-        reading: GateReading = gate.read(np.stack([g.image for g in inputs]), np.stack([g.stats for g in inputs]))
-        for i, value, flat in zip(gated, gate.relevance(reading), reading.blank, strict=True):
-            relevance[i], blank[i] = float(value), bool(flat)
-    return [Scored(probabilities[i], None if novelty is None else float(novelty[i]), relevance[i], blank[i],
-                   gate if relevance[i] is not None else None, model) for i in range(len(batch))]
+    return [Scored(probabilities[i], None if novelty is None else float(novelty[i]), model)
+            for i in range(len(batch))]
 
 
 def fit(image: np.ndarray, size: int) -> np.ndarray:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from services.inference.core.answers import build_answer
-from services.inference.core.batcher import DynamicBatcher, GateInput, fit
+from services.inference.core.batcher import DynamicBatcher, fit
 from services.inference.core.config import InferenceSettings
 from services.inference.core.fetch import fetch_photo
 from services.inference.core.heatmap import overlay_png
@@ -20,8 +21,7 @@ from services.inference.core.model import ServedModel
 from services.inference.core.relevance import GateHolder
 from services.inference.core.watcher import ModelWatcher
 from services.inference.schemas import Prediction
-from shared.model_input import photo_to_model_input
-from shared.relevance.stats import image_features
+from shared.relevance.stats import FEATURE_NAMES, image_features
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +30,15 @@ NO_MODEL = "no model is promoted yet: promote a trained model (POST /models/{id}
 
 class ModelUnavailable(RuntimeError):
     pass
+
+
+@dataclass(frozen=True)
+class Judged:
+    """The relevance gate's judgement of one photo."""
+
+    relevance: float
+    blank: bool
+    gate_version: str
 
 
 class Predictor:
@@ -48,14 +57,19 @@ class Predictor:
             raise ModelUnavailable(NO_MODEL)
         return model
 
-    def _decode(self, data: bytes, image_size: int) -> tuple[np.ndarray, GateInput | None]:
-        """Model input and gate input of one upload (both by shared.imaging's one resize path)."""
+    def _decode(self, data: bytes, image_size: int) -> tuple[np.ndarray, Judged | None]:
+        """Model input of one upload, and the relevance gate's judgement of it, in a decoding thread: the gate
+        reads photos one at a time (shared/relevance/gate.py), so it runs beside the batched model on the other
+        cores instead of after it on the model's thread."""
         image, photo = decode_for_model(data, image_size, self.settings.max_pixels, self.settings.max_upload_bytes)
         if self.gate is None:
             return image, None
         gate = self.gate.current
-        gate_image = image if gate.image_size == image_size else photo_to_model_input(photo, gate.image_size)
-        return image, GateInput(gate_image, image_features(photo))
+        gate_image = image if gate.image_size == image_size else gate.input_for(photo)
+        # The statistics are features of the probe only: a zero-shot gate does not need them.
+        stats = image_features(photo) if gate.probe is not None else np.zeros(len(FEATURE_NAMES), np.float32)
+        reading = gate.read(gate_image[None], stats[None])
+        return image, Judged(float(gate.relevance(reading)[0]), bool(reading.blank[0]), gate.version)
 
     def uncertain_below(self, model: ServedModel) -> float:
         if self.settings.uncertain_below is not None:
@@ -68,15 +82,16 @@ class Predictor:
         loop = asyncio.get_running_loop()
         self.batcher.arriving += 1
         try:
-            image, gate_input = await loop.run_in_executor(None, self._decode, data, image_size)
+            image, judged = await loop.run_in_executor(None, self._decode, data, image_size)
         finally:
             self.batcher.arriving -= 1
-        scored = await self.batcher.score(image, gate_input)
+        scored = await self.batcher.score(image)
         model = scored.model
         answer = build_answer(
             scored.probabilities, model.card.classes, model.model_id, top_k or self.settings.top_k,
-            self.uncertain_below(model), self.settings.irrelevant_above, scored.relevance, scored.novelty,
-            scored.gate.version if scored.gate else None, scored.blank,
+            self.uncertain_below(model), self.settings.irrelevant_above,
+            judged.relevance if judged else None, scored.novelty, judged.gate_version if judged else None,
+            judged.blank if judged else False,
         )
         if explain and answer.predictions:
             top = int(np.argmax(scored.probabilities))

@@ -70,24 +70,39 @@ def test_checkpoint_has_every_tensor_of_the_architecture() -> None:
 @pytest.mark.ml
 def test_port_matches_pytorch_reference_outputs(tmp_path: Path) -> None:
     reference = np.load(REFERENCE)
+    inputs = reference_inputs(int(reference["seed"]))
     pretrained = load_pretrained(LITE0, tmp_path)
-    embedding, logits = (np.asarray(t) for t in pretrained.model(reference_inputs(int(reference["seed"]))))
+    embedding, logits = (np.asarray(t) for t in pretrained.keras_model()(inputs))
     np.testing.assert_allclose(embedding, reference["embedding"], rtol=1e-3, atol=2e-3)
     np.testing.assert_allclose(logits, reference["logits"], rtol=1e-3, atol=2e-3)
     assert (logits.argmax(axis=1) == reference["logits"].argmax(axis=1)).all()
+    # What the gate runs: the LiteRT flatbuffer converted from the same Keras model.
+    reading = RelevanceGate(pretrained).read(inputs, np.zeros((2, 14), np.float32))
+    expected = np.exp(reference["logits"] - reference["logits"].max(axis=1, keepdims=True))
+    expected /= expected.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(reading.fungus_probability, expected[:, list(FUNGUS_CLASSES)].sum(axis=1), atol=1e-5)
+    unit = reference["embedding"] / np.linalg.norm(reference["embedding"], axis=1, keepdims=True)
+    np.testing.assert_allclose(reading.embedding, unit, atol=1e-4)
+    assert (reading.top_class == reference["logits"].argmax(axis=1)).all()
 
 
 @pytest.mark.ml
 def test_conversion_is_cached_with_its_checksum_and_redone_when_the_file_is_damaged(tmp_path: Path) -> None:
     first = load_pretrained(LITE0, tmp_path)
     cached = tmp_path / f"{LITE0}-imagenet.keras"
+    flatbuffer = cached.with_suffix(".tflite")
     record = json.loads(cached.with_suffix(".json").read_text())
     assert record["keras_sha256"] == first.sha256 == lite0.file_sha256(cached)
+    assert record["tflite_sha256"] == lite0.file_sha256(flatbuffer)
     assert record["checkpoint_sha256"].startswith(lite0.WEIGHTS_SHA256)
-    assert load_pretrained(LITE0, tmp_path).sha256 == first.sha256  # from the cache
-    cached.write_bytes(b"damaged")
+    converted_at = record["converted_at"]
+    assert load_pretrained(LITE0, tmp_path).sha256 == first.sha256  # from the cache, not converted again
+    assert json.loads(cached.with_suffix(".json").read_text())["converted_at"] == converted_at
+    flatbuffer.write_bytes(b"damaged")
     again = load_pretrained(LITE0, tmp_path)
-    assert lite0.file_sha256(cached) == again.sha256 != lite0.file_sha256_of_bytes(b"damaged")
+    assert lite0.file_sha256(flatbuffer) == record["tflite_sha256"] != lite0.file_sha256_of_bytes(b"damaged")
+    assert json.loads(cached.with_suffix(".json").read_text())["converted_at"] != converted_at
+    assert again.flatbuffer == flatbuffer.read_bytes()
 
 
 def test_zero_shot_decision_is_the_prior_share_of_the_fungus_classes() -> None:

@@ -30,7 +30,7 @@ def list_models(registry: RegistryDep) -> list[ModelSummary]:
             manifest_version=card.manifest_version, backbone=card.backbone, image_size=card.image_size,
             taxon_level=card.taxon_level.value, classes=len(card.classes), metrics=card.metrics,
             created_at=card.created_at, promoted=pointer is not None and pointer.model_id == card.model_id,
-            spec=card.spec,
+            spec=card.spec, openset=card.openset,
         )
         for card in registry.cards()
     ]
