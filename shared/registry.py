@@ -4,7 +4,7 @@ Layout in the bucket::
 
     models/<model_id>/card.json      ModelCard: status, lineage (dataset + manifest version), classes, metrics
     models/<model_id>/model.keras    the Keras model; preprocessing inside it (see below)
-    models/<model_id>/openset.npz    shared.openset.KnnScorer: the kNN bank of training embeddings (new models)
+    models/<model_id>/openset.npz    the novelty scorer (shared.openset.load_scorer): Mahalanobis or a kNN bank
     models/<model_id>/calibration.json  temperature, validation ECE and reliability bins before/after
     models/<model_id>/...            spec, history, plots, SavedModel, TFLite (written by the trainer)
     models/promoted.json             PromotedPointer: the model /predict serves (compare-and-set)
@@ -20,7 +20,7 @@ names:
 
 Open-set contract (``ModelCard.openset``, present on new models): the penultimate embedding is the output of
 the layer named ``pool`` (``shared.openset.embedding_model`` returns ``[features, logits]`` in one pass);
-``KnnScorer.load(openset.npz).score(features) > card.openset.threshold`` means "not a class this model knows";
+``load_scorer(openset.npz).score(features) > card.openset.threshold`` means "not a class this model knows";
 a calibrated top-1 probability under ``card.openset.uncertain_below`` means "uncertain". Everything in
 ``openset`` was fitted on the train and validation splits; test figures in ``metrics`` are only reported.
 """
@@ -72,7 +72,7 @@ class ModelCard(BaseModel):
     metrics: dict[str, float] = Field(
         default_factory=dict,
         description="validation figures (val_top1, best_val_accuracy: what model choice uses) and test figures, "
-                    "reported only (top1, top3, top5, macro_f1, test_ece, test_knn_retained)")
+                    "reported only (top1, top3, top5, macro_f1, test_ece, test_novelty_retained)")
     test_split_hash: str | None = Field(
         default=None, description="identifies the split (by its test images): models are compared only on the same")
     output: Literal["logits", "probabilities"] = Field(

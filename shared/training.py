@@ -181,6 +181,11 @@ class OpenSetConfig(_Frozen):
     """How the job fits open-set answers after training: a kNN bank of training embeddings, and thresholds
     and a temperature fitted on the validation split (never the test split)."""
 
+    method: Literal["mahalanobis", "knn"] = Field(
+        default="mahalanobis",
+        description="novelty score of the served model's embedding: class-conditional Mahalanobis (Lee et al. 2018) "
+                    "or the k-th nearest training embedding on L2-normalised features (Sun et al. 2022); both are "
+                    "compared in the card")
     knn_k: int = Field(default=50, ge=1, le=1000,
                        description="score = distance to the k-th nearest training embedding (capped at bank - 1)")
     bank_size: int = Field(default=10_000, ge=10, le=200_000,

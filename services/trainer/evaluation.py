@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from shared import openset
-from shared.openset import KnnScorer, OpenSetCard
+from shared.openset import KnnScorer, MahalanobisScorer, NoveltyScorer, OpenSetCard
 from shared.training import OpenSetConfig
 
 logger = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ CALIBRATION_BINS = 15
 class OpenSetFit:
     """What the job fitted for open-set answers: the scorer (openset.npz), the card, and calibration.json."""
 
-    scorer: KnnScorer
+    scorer: NoveltyScorer
     card: OpenSetCard
     calibration: dict[str, Any]
 
@@ -38,8 +38,9 @@ def fit_openset(
     train_features: np.ndarray, train_labels: np.ndarray, val_features: np.ndarray, val_logits: np.ndarray,
     val_labels: np.ndarray, config: OpenSetConfig, fitted_on: str, seed: int = 0,
 ) -> OpenSetFit:
-    """kNN bank on train; temperature, OOD threshold and uncertainty threshold on validation."""
-    scorer = KnnScorer.fit(train_features, train_labels, k=config.knn_k, bank_size=config.bank_size, seed=seed)
+    """Novelty scorer on train; temperature, OOD threshold and uncertainty threshold on validation."""
+    knn = KnnScorer.fit(train_features, train_labels, k=config.knn_k, bank_size=config.bank_size, seed=seed)
+    scorer: NoveltyScorer = knn if config.method == "knn" else MahalanobisScorer.fit(train_features, train_labels)
     temperature = openset.fit_temperature(val_logits, val_labels)
     if not 1.01 * openset.TEMPERATURE_BOUNDS[0] < temperature < 0.99 * openset.TEMPERATURE_BOUNDS[1]:
         logger.warning("temperature %.3f is at its bound: the validation logits barely inform the answer (too "
@@ -51,13 +52,15 @@ def fit_openset(
     ece_after = openset.expected_calibration_error(after, val_labels, CALIBRATION_BINS)
     correct = after.argmax(axis=1) == val_labels
     uncertain_below = openset.fit_uncertain_below(after.max(axis=1), correct, config.confident_precision)
-    knn_scores = scorer.score(val_features)
-    threshold = openset.threshold_at_retention(knn_scores, config.id_retention)
-    retained = float((knn_scores <= threshold).mean())
+    novelty = scorer.score(val_features)
+    threshold = openset.threshold_at_retention(novelty, config.id_retention)
+    retained = float((novelty <= threshold).mean())
     comparison = method_comparison(train_features, train_labels, val_features, val_logits, correct, temperature,
-                                   knn_scores, config.id_retention)
+                                   knn.score(val_features), config.id_retention)
     card = OpenSetCard(
-        k=scorer.k, bank_size=len(scorer.bank), feature_dim=scorer.feature_dim, threshold=threshold,
+        method=config.method, k=knn.k if config.method == "knn" else None,
+        bank_size=len(knn.bank) if config.method == "knn" else None, feature_dim=scorer.feature_dim,
+        threshold=threshold,
         id_retention=config.id_retention, id_validation_retained=retained, temperature=temperature,
         uncertain_below=uncertain_below, precision_target=config.confident_precision, ece_before=ece_before,
         ece_after=ece_after, validation_images=len(val_labels), fitted_on=fitted_on, fitted_at=datetime.now(UTC),
@@ -66,9 +69,9 @@ def fit_openset(
     calibration = {"temperature": temperature, "bins": CALIBRATION_BINS, "fitted_on": fitted_on,
                    "validation_images": len(val_labels), "ece_before": ece_before, "ece_after": ece_after,
                    "before": bins_before, "after": bins_after}
-    logger.info("open set: kNN k=%d over %d embeddings, threshold %.4f keeps %.3f of validation; T=%.3f, "
-                "ECE %.4f -> %.4f, uncertain below %.3f", card.k, card.bank_size, threshold, retained, temperature,
-                ece_before, ece_after, uncertain_below)
+    logger.info("open set: %s novelty, threshold %.4f keeps %.3f of validation; T=%.3f, ECE %.4f -> %.4f, "
+                "uncertain below %.3f", config.method, threshold, retained, temperature, ece_before, ece_after,
+                uncertain_below)
     return OpenSetFit(scorer=scorer, card=card, calibration=calibration)
 
 
@@ -107,7 +110,7 @@ def openset_test_figures(
         "test_ece_uncalibrated": openset.expected_calibration_error(openset.softmax(test_logits), labels,
                                                                     CALIBRATION_BINS),
         "test_ece": openset.expected_calibration_error(calibrated, labels, CALIBRATION_BINS),
-        "test_knn_retained": float((fit.scorer.score(test_features) <= fit.card.threshold).mean()),
+        "test_novelty_retained": float((fit.scorer.score(test_features) <= fit.card.threshold).mean()),
         "test_uncertain_share": float((calibrated.max(axis=1) < fit.card.uncertain_below).mean()),
     }
 

@@ -50,7 +50,7 @@ PHASE_FINE_TUNE = "fine_tune"
 PHASE_DONE = "done"
 
 # card.metrics: validation figures (model choice) first, then test figures (reported only)
-SUMMARY_METRICS = ("val_top1", "val_ece", "top1", "top3", "top5", "macro_f1", "test_ece", "test_knn_retained")
+SUMMARY_METRICS = ("val_top1", "val_ece", "top1", "top3", "top5", "macro_f1", "test_ece", "test_novelty_retained")
 
 
 class JobCanceled(RuntimeError):

@@ -36,7 +36,7 @@ class ServedModel:
     card: ModelCard
     keras_model: Any
     predict_fn: Any  # images -> (embedding or None, logits); for an old softmax model, log-probabilities
-    knn: openset.KnnScorer | None = None
+    novelty_scorer: openset.NoveltyScorer | None = None
     promoted_at: datetime | None = None
     loaded_at: float = field(default_factory=time.time)
     _explain_fn: Any = None
@@ -66,10 +66,10 @@ class ServedModel:
         return openset.softmax(logits, self.temperature)
 
     def novelty(self, embedding: np.ndarray | None) -> np.ndarray | None:
-        """kNN distance / the fitted threshold per row (> 1: unlike every class it knows); None without a bank."""
-        if self.knn is None or embedding is None or self.card.openset is None:
+        """Novelty score / the fitted threshold per row (> 1: unlike every class it knows); None without a scorer."""
+        if self.novelty_scorer is None or embedding is None or self.card.openset is None:
             return None
-        return self.knn.score(embedding) / max(self.card.openset.threshold, 1e-9)
+        return self.novelty_scorer.score(embedding) / max(self.card.openset.threshold, 1e-9)
 
     def explain(self, image: np.ndarray, class_index: int) -> np.ndarray:
         """A Grad-CAM map in [0, 1] (h, w) of the last spatial feature map for ``class_index``."""
@@ -179,7 +179,7 @@ def load_served_model(registry: ModelRegistry, model_id: str, promoted_at: datet
         card = registry.card(model_id)
     except Exception as exc:  # noqa: BLE001 - any failure refuses the model
         raise ModelRefused(f"model {model_id!r}: no readable card ({exc})") from exc
-    knn = None
+    scorer = None
     with tempfile.TemporaryDirectory(prefix="sporeprint-model-", dir=cache_dir or None) as tmp:
         path = Path(tmp) / "model.keras"
         try:
@@ -191,7 +191,7 @@ def load_served_model(registry: ModelRegistry, model_id: str, promoted_at: datet
             bank = Path(tmp) / "openset.npz"
             try:
                 registry.store.get_file(model_key(model_id, "openset.npz"), bank)
-                knn = openset.KnnScorer.load(bank)
+                scorer = openset.load_scorer(bank)
             except Exception as exc:  # noqa: BLE001 - a card that promises a bank must have one
                 raise ModelRefused(f"model {model_id!r}: its open-set bank does not load: {exc}") from exc
     expected = (card.image_size, card.image_size, 3)
@@ -200,7 +200,8 @@ def load_served_model(registry: ModelRegistry, model_id: str, promoted_at: datet
     if len(declared) != 3 or any(d is not None and d != e for d, e in zip(declared, expected, strict=True)):
         raise ModelRefused(f"model {model_id!r} takes input shape {declared}; its card says {expected}")
     predict_fn = compile_predict(model, card.image_size, logits=card.output == "logits")
-    served = ServedModel(card=card, keras_model=model, predict_fn=predict_fn, knn=knn, promoted_at=promoted_at)
+    served = ServedModel(card=card, keras_model=model, predict_fn=predict_fn, novelty_scorer=scorer,
+                         promoted_at=promoted_at)
     smoke_test(served)
     return served
 

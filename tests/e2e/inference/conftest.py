@@ -108,8 +108,8 @@ def build_fixture_model(path: Path, train: bool = True, n_outputs: int = N_CLASS
 
 
 def fit_open_set(model_path: Path, bank_path: Path) -> openset.OpenSetCard:
-    """What the training job fits (services/trainer): kNN bank on training photos, threshold at 95% retention
-    of held-out photos, temperature and uncertain_below on them."""
+    """What the training job fits (services/trainer/evaluation.py, its defaults): a Mahalanobis novelty scorer on
+    training photos, threshold at 95% retention of held-out photos, temperature and uncertain_below on them."""
     import keras
 
     both = openset.embedding_model(keras.models.load_model(model_path, compile=False))
@@ -121,20 +121,13 @@ def fit_open_set(model_path: Path, bank_path: Path) -> openset.OpenSetCard:
 
     train_features, _, train_labels = read(TRAIN_SEEDS)
     val_features, val_logits, val_labels = read(VALIDATION_SEEDS)
-    knn = openset.KnnScorer.fit(train_features, train_labels, k=5)
-    knn.save(bank_path)
-    val_scores = knn.score(val_features)
-    threshold = openset.threshold_at_retention(val_scores, 0.95)
-    temperature = openset.fit_temperature(val_logits, val_labels)
-    calibrated = openset.softmax(val_logits, temperature)
-    return openset.OpenSetCard(
-        k=knn.k, bank_size=len(knn.bank), feature_dim=knn.feature_dim, threshold=threshold, id_retention=0.95,
-        id_validation_retained=float((val_scores <= threshold).mean()), temperature=temperature,
-        uncertain_below=openset.fit_uncertain_below(calibrated.max(axis=1), calibrated.argmax(axis=1) == val_labels),
-        precision_target=0.9, ece_before=openset.expected_calibration_error(openset.softmax(val_logits), val_labels),
-        ece_after=openset.expected_calibration_error(calibrated, val_labels), validation_images=len(val_labels),
-        fitted_on="fixture species, seeds 900-914", fitted_at=datetime.now(UTC),
-    )
+    from services.trainer.evaluation import fit_openset
+    from shared.training import OpenSetConfig
+
+    fit = fit_openset(train_features, train_labels, val_features, val_logits, val_labels, OpenSetConfig(),
+                      fitted_on="fixture species, seeds 900-914")
+    fit.scorer.save(bank_path)
+    return fit.card
 
 
 def publish_model(store: ObjectStore, model_id: str, model_file: Path | bytes, classes: list[ClassLabel],
@@ -291,7 +284,7 @@ class Reference:
         assert model.openset is not None and model.bank is not None
         self.card = model.openset
         self.model = openset.embedding_model(keras.models.load_model(model.path, compile=False))
-        self.knn = openset.KnnScorer.load(model.bank)
+        self.scorer = openset.load_scorer(model.bank)
 
     def _read(self, data: bytes) -> tuple[np.ndarray, np.ndarray]:
         from services.inference.core.images import decode_for_model
@@ -305,8 +298,8 @@ class Reference:
         return openset.softmax(self._read(data)[1], self.card.temperature)[0]
 
     def ood(self, data: bytes) -> float:
-        """kNN distance over the fitted threshold (> 1: unlike every class)."""
-        return float(self.knn.score(self._read(data)[0])[0] / self.card.threshold)
+        """Novelty score over the fitted threshold (> 1: unlike every class)."""
+        return float(self.scorer.score(self._read(data)[0])[0] / self.card.threshold)
 
 
 @pytest.fixture(scope="session")

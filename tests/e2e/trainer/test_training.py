@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from shared import openset
-from shared.openset import KnnScorer
+from shared.openset import MahalanobisScorer, load_scorer
 from shared.processes import ManagedProcess
 from shared.storage import ObjectStore
 
@@ -88,7 +88,7 @@ def assert_open_set_fitted(card: dict[str, Any], metrics: dict[str, Any], client
     assert fitted["validation_images"] > 0 and fitted["feature_dim"] == 64  # tiny CNN's pool width
     assert set(fitted["comparison"]) == {"knn", "mahalanobis", "msp", "energy"}
     assert 0 < card["metrics"]["val_top1"] <= 1 and 0 <= card["metrics"]["test_ece"] <= 1
-    assert 0 <= card["metrics"]["test_knn_retained"] <= 1 and "test_ece" in metrics
+    assert 0 <= card["metrics"]["test_novelty_retained"] <= 1 and "test_ece" in metrics
     calibration = client.get(f"/models/{card['model_id']}/artifacts/calibration.json").json()
     assert calibration["temperature"] == pytest.approx(fitted["temperature"])
     assert sum(row["count"] for row in calibration["after"]) == fitted["validation_images"]
@@ -96,8 +96,9 @@ def assert_open_set_fitted(card: dict[str, Any], metrics: dict[str, Any], client
     assert Image.open(io.BytesIO(png.content)).format == "PNG"
 
     # the stored scorer and the stored model agree with the card: a far-off input scores above the threshold
-    scorer = KnnScorer.load(store.get_file(f"models/{card['model_id']}/openset.npz", tmp_path / "openset.npz"))
-    assert scorer.k == fitted["k"] and len(scorer.bank) == fitted["bank_size"]
+    scorer = load_scorer(store.get_file(f"models/{card['model_id']}/openset.npz", tmp_path / "openset.npz"))
+    assert fitted["method"] == "mahalanobis" and isinstance(scorer, MahalanobisScorer)  # the default
+    assert scorer.feature_dim == fitted["feature_dim"]
     model = keras.models.load_model(store.get_file(f"models/{card['model_id']}/model.keras", tmp_path / "m.keras"))
     features, logits = openset.embedding_model(model).predict(np.zeros((1, 32, 32, 3), "float32"), verbose=0)
     assert features.shape == (1, fitted["feature_dim"]) and logits.shape == (1, len(card["classes"]))

@@ -180,3 +180,16 @@ def test_auroc_and_fpr_of_separable_identical_and_reversed_sets() -> None:
     rng = np.random.default_rng(7)
     overlapping = openset.auroc(rng.normal(0, 1, 2000), rng.normal(1, 1, 2000))
     assert overlapping == pytest.approx(0.76, abs=0.03)  # Phi(1 / sqrt 2)
+
+
+def test_mahalanobis_scorer_round_trips_and_load_scorer_tells_the_methods_apart(tmp_path: Path) -> None:
+    features, labels = clusters()
+    scorer = openset.MahalanobisScorer.fit(features, labels)
+    near, far = features[:5], features[:5] * 0 + 40.0
+    assert (scorer.score(far) > scorer.score(near).max() * 10).all()
+    scorer.save(tmp_path / "m.npz")
+    loaded = openset.load_scorer(tmp_path / "m.npz")
+    assert isinstance(loaded, openset.MahalanobisScorer)
+    np.testing.assert_allclose(loaded.score(features[:20]), scorer.score(features[:20]), rtol=1e-5)
+    KnnScorer.fit(features, labels, k=3).save(tmp_path / "k.npz")
+    assert isinstance(openset.load_scorer(tmp_path / "k.npz"), KnnScorer)

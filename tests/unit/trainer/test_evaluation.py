@@ -18,7 +18,7 @@ from services.trainer.evaluation import (
     reliability_png,
 )
 from shared import openset
-from shared.openset import OpenSetCard
+from shared.openset import KnnScorer, MahalanobisScorer, OpenSetCard
 from shared.training import OpenSetConfig
 
 pytestmark = pytest.mark.unit
@@ -72,8 +72,9 @@ def overconfident(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray
 def test_the_openset_fit_uses_train_for_the_bank_and_validation_for_thresholds() -> None:
     train, train_labels = embeddings(60, seed=0)
     val, val_logits, val_labels = overconfident(300, seed=1)
-    config = OpenSetConfig(knn_k=10, bank_size=90)
+    config = OpenSetConfig(method="knn", knn_k=10, bank_size=90)
     fit = fit_openset(train, train_labels, val, val_logits, val_labels, config, fitted_on="validation of x v1")
+    assert isinstance(fit.scorer, KnnScorer)
     card = fit.card
     assert card.k == 10 and card.bank_size == 90 and card.feature_dim == 8 and len(fit.scorer.bank) == 90
     assert 0.95 <= card.id_validation_retained <= 1.0
@@ -94,15 +95,16 @@ def test_the_openset_fit_uses_train_for_the_bank_and_validation_for_thresholds()
     test, test_logits, test_labels = overconfident(600, seed=3)
     figures = openset_test_figures(test_logits, test, test_labels, fit)
     assert figures["test_ece"] < figures["test_ece_uncalibrated"]
-    assert 0.8 <= figures["test_knn_retained"] <= 1.0
+    assert 0.8 <= figures["test_novelty_retained"] <= 1.0
 
 
 def test_the_openset_fit_works_for_a_tiny_model_with_no_errors() -> None:
     train, train_labels = embeddings(4, seed=5, n_classes=2)
     val, val_labels = embeddings(2, seed=6, n_classes=2)
     val_logits = (np.eye(2)[val_labels] * 5).astype("float32")
+    knn = fit_openset(train, train_labels, val, val_logits, val_labels, OpenSetConfig(method="knn"), fitted_on="t")
+    assert knn.card.k == 2  # 8 training images of 2 classes: k capped at half the smallest class
     fit = fit_openset(train, train_labels, val, val_logits, val_labels, OpenSetConfig(), fitted_on="tiny")
-    assert fit.card.k == 2  # 8 training images of 2 classes: k capped at half the smallest class
     assert np.isfinite(fit.card.threshold) and fit.card.id_validation_retained == 1.0
     assert all("error_auroc" not in figures for figures in fit.card.comparison.values())
     assert fit.card.uncertain_below == 1.0  # 4 answers cannot vouch for a 90% precision
@@ -123,3 +125,15 @@ def test_reliability_png_is_a_png() -> None:
     before = openset.reliability_bins(openset.softmax(logits, 0.5), labels)
     after = openset.reliability_bins(openset.softmax(logits), labels)
     assert reliability_png(before, after, temperature=2.0)[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_default_novelty_score_is_mahalanobis_and_flags_what_is_far_from_every_class() -> None:
+    train, train_labels = embeddings(60, seed=0)
+    val, val_logits, val_labels = overconfident(300, seed=1)
+    fit = fit_openset(train, train_labels, val, val_logits, val_labels, OpenSetConfig(), fitted_on="v")
+    assert isinstance(fit.scorer, MahalanobisScorer) and fit.card.method == "mahalanobis"
+    assert fit.card.k is None and fit.card.bank_size is None
+    assert 0.95 <= fit.card.id_validation_retained <= 1.0
+    far = np.zeros((4, 8), "float32")
+    far[:, 7] = 25.0
+    assert (fit.scorer.score(far) > fit.card.threshold).all()

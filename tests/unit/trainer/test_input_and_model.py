@@ -70,11 +70,15 @@ def spec(backbone: str, size: int = 32, weights: str = "none") -> TrainingJobSpe
 
 
 def test_models_take_0_255_rgb_and_output_class_logits() -> None:
+    import keras
+
+    keras.utils.set_random_seed(0)  # the assertions below read values of a freshly initialised model
     model = build_model(spec("tiny_cnn"), 5)
     logits = model.predict(np.random.default_rng(0).uniform(0, 255, (3, 32, 32, 3)).astype("float32"), verbose=0)
     assert logits.shape == (3, 5)
     assert model.get_layer(LOGITS_LAYER).get_config()["activation"] == "linear"
-    assert (logits < 0).any()  # not probabilities: no softmax inside the model
+    # not probabilities: no softmax inside the model
+    assert (logits < 0).any() or not np.allclose(logits.sum(axis=1), 1.0, atol=1e-3)
     assert model.get_layer(BACKBONE_LAYER).trainable  # no pretrained weights: trains from the start
 
 
