@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-GBIF_SAMPLE ?= ../shared/fixtures/gbif/multimedia_psilocybe_semilanceata.txt
+GBIF_SAMPLE ?= data/samples/gbif/multimedia_psilocybe_semilanceata.txt
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help

@@ -18,15 +18,16 @@ from shared.settings import Environment, Settings, get_settings
 from shared.stack import LocalStack, StackState
 from shared.storage import ObjectStore
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
-GBIF_SAMPLE = FIXTURES / "gbif" / "multimedia_psilocybe_semilanceata.txt"
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT.parent / "shared" / "fixtures"  # optional evaluation data beside the repository
+GBIF_SAMPLE = ROOT / "data" / "samples" / "gbif" / "multimedia_psilocybe_semilanceata.txt"
 REAL_PHOTOS = FIXTURES / "realphotos"  # optional: real photos for evaluation only (its README)
 TEST_TOKEN = "test-token-" + uuid.uuid4().hex
 
 
 @pytest.fixture(scope="session")
 def gbif_sample() -> Path:
-    if not GBIF_SAMPLE.exists():  # the repo sits beside shared/; CI lays it the same way
+    if not GBIF_SAMPLE.exists():  # committed to the repository
         pytest.fail(f"the real GBIF sample is missing: {GBIF_SAMPLE}")
     return GBIF_SAMPLE
 
