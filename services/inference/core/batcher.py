@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image
 
 from services.inference.core.model import ServedModel
+from services.inference.core.tasks import stop_task
 
 logger = logging.getLogger(__name__)
 
@@ -59,12 +60,7 @@ class DynamicBatcher:
         self._task = asyncio.create_task(self._run(), name="dynamic-batcher")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await stop_task(self._task)
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def score(self, image: np.ndarray) -> Scored:

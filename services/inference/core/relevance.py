@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from services.inference.core.tasks import poll_forever, stop_task
 from shared.relevance.gate import RelevanceGate, load_gate
 from shared.relevance.store import load_probe
 from shared.settings import Settings
@@ -36,22 +37,8 @@ class GateHolder:
             logger.info("relevance gate now %s", self.current.version)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="relevance-probe-watcher")
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.refresh()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # noqa: BLE001 - storage down: keep the probe we have
-                logger.exception("reading the relevance probe failed")
-            await asyncio.sleep(self.poll_interval_s)
+        poll = poll_forever(self.refresh, self.poll_interval_s, "reading the relevance probe")
+        self._task = asyncio.create_task(poll, name="relevance-probe-watcher")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await stop_task(self._task)

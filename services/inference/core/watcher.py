@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from services.inference.core.model import ModelRefused, ServedModel, load_served_model
+from services.inference.core.tasks import poll_forever, stop_task
 from shared.registry import ModelRegistry, PromotedPointer
 
 logger = logging.getLogger(__name__)
@@ -40,25 +41,11 @@ class ModelWatcher:
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="model-watcher")
+        self._task = asyncio.create_task(poll_forever(self.check, self.poll_interval_s, "checking the promoted model"),
+                                         name="model-watcher")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.check()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # noqa: BLE001 - storage down: keep serving, try again next poll
-                logger.exception("checking the promoted model failed")
-            await asyncio.sleep(self.poll_interval_s)
+        await stop_task(self._task)
 
     async def check(self) -> None:
         """Load the promoted model if it is not the one served (and not already refused)."""

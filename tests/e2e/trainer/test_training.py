@@ -78,10 +78,10 @@ def test_a_submitted_job_trains_well_above_chance_and_lands_in_the_registry(
 
 def assert_open_set_fitted(card: dict[str, Any], metrics: dict[str, Any], client: httpx.Client,
                            store: ObjectStore, tmp_path: Path) -> None:
-    """Logits out, the kNN bank and calibration stored, thresholds fitted on validation, test only reported."""
+    """Logits out, the novelty scorer and calibration stored, thresholds fitted on validation, test only reported."""
     assert card["output"] == "logits"
     fitted = card["openset"]
-    assert fitted["method"] == "knn" and fitted["fitted_on"].startswith("validation split of ")
+    assert fitted["method"] == "mahalanobis" and fitted["fitted_on"].startswith("validation split of ")
     assert math.isfinite(fitted["threshold"]) and fitted["threshold"] > 0
     assert 0.85 <= fitted["id_validation_retained"] <= 1.0 and fitted["id_retention"] == 0.95
     assert fitted["temperature"] > 0 and 0 <= fitted["uncertain_below"] <= 1
