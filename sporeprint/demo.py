@@ -270,7 +270,17 @@ class Demo:
         p50 = statistics.median(latencies)
         self.say(f"[predict] {correct}/{len(photos)} never-seen photos right at top-1, p50 {p50:.0f} ms per call "
                  f"(model {model_id}); {answer['safety_notice']}")
-        return {"correct": correct, "total": len(photos), "p50_ms": p50}
+        refused = 0
+        others = _not_species_photos()
+        for what, jpeg in others:
+            other = api.call("POST", "inference", "/predict", files={"file": ("photo.jpg", jpeg, "image/jpeg")})
+            refused += not other["predictions"]
+            relevance = other.get("relevance_score")
+            self.say(f"  {what:<36} -> {other['verdict']:<15} photo of a fungus: "
+                     f"{'-' if relevance is None else f'{relevance:.0%}'}")
+        self.say(f"[predict] {refused}/{len(others)} photos that are no species it knows got no species name")
+        return {"correct": correct, "total": len(photos), "p50_ms": p50, "refused": refused,
+                "not_species": len(others)}
 
     def _follow(self, label: str, poll: Callable[[], dict[str, Any]],
                 describe: Callable[[dict[str, Any]], str], timeout: float = 1800) -> dict[str, Any]:
@@ -371,6 +381,24 @@ def _held_out_photos(classes: int, count: int) -> list[tuple[str, bytes]]:
         image.convert("RGB").save(buffer, "JPEG", quality=90)
         photos.append((species.name, buffer.getvalue()))
     return photos
+
+
+def _not_species_photos() -> list[tuple[str, bytes]]:
+    """Photos /predict must not name a species for: a drawn herbarium sheet, noise, a flat colour."""
+    import numpy as np
+    from PIL import Image
+
+    from fixtureweb.irrelevant import IrrelevantKind, render_irrelevant
+
+    images = [("a herbarium sheet (drawn)", render_irrelevant(IrrelevantKind.HERBARIUM_SHEET, 900_001, 320)),
+              ("random noise", Image.fromarray(np.random.default_rng(9).integers(0, 256, (240, 320, 3), np.uint8))),
+              ("a flat grey picture", Image.new("RGB", (320, 240), (128, 128, 128)))]
+    out = []
+    for what, image in images:
+        buffer = io.BytesIO()
+        image.convert("RGB").save(buffer, "JPEG", quality=90)
+        out.append((what, buffer.getvalue()))
+    return out
 
 
 def run_demo(

@@ -27,6 +27,8 @@ def test_reduced_demo_runs_start_to_finish(tmp_path: Path, gbif_sample: Path) ->
     chance = 1 / CI_SIZE.classes
     assert results["training"]["metrics"]["top1"] > chance, transcript
     assert results["predict"]["total"] == CI_SIZE.predictions, transcript
+    assert results["predict"]["correct"] >= CI_SIZE.predictions // 2, transcript  # never-seen drawn species
+    assert results["predict"]["refused"] == results["predict"]["not_species"] == 3, transcript
     assert "never eat" in transcript.lower(), transcript
     assert {"downloader", "curator", "trainer", "inference", "console", "fixtureweb"} <= set(stopped)
     for step in ("[stack]", "[harvest]", "[domains]", "[curation]", "[train]", "[predict]", "[console]"):
