@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -49,8 +50,13 @@ class Pretrained:
         return keras.models.load_model(self.keras_path, compile=False)
 
 
+def _partial(path: Path) -> Path:
+    """A temporary name of this process: two services converting at once never write the same file."""
+    return path.with_name(f"{path.stem}.{os.getpid()}.partial{path.suffix}")
+
+
 def _write(path: Path, data: bytes) -> None:
-    partial = path.with_suffix(".partial")
+    partial = _partial(path)
     partial.write_bytes(data)
     partial.replace(path)  # another process never loads a half-written file
 
@@ -63,7 +69,10 @@ def _cached(cache_dir: Path, stem: str, image_size: int, build: Callable[[], Any
     tflite_path = cache_dir / f"{stem}.tflite"
     record_path = cache_dir / f"{stem}.json"
     if keras_path.exists() and tflite_path.exists() and record_path.exists():
-        record = json.loads(record_path.read_text())
+        try:
+            record = json.loads(record_path.read_text())
+        except ValueError:
+            record = {}
         flatbuffer = tflite_path.read_bytes()
         if (record.get("keras_sha256") == lite0.file_sha256(keras_path)
                 and record.get("tflite_sha256") == lite0.file_sha256_of_bytes(flatbuffer)
@@ -74,7 +83,7 @@ def _cached(cache_dir: Path, stem: str, image_size: int, build: Callable[[], Any
     import tensorflow as tf
 
     model = build()
-    partial = keras_path.with_suffix(".partial.keras")
+    partial = _partial(keras_path)
     model.save(partial)
     partial.replace(keras_path)
     flatbuffer = tf.lite.TFLiteConverter.from_keras_model(model).convert()
@@ -82,7 +91,7 @@ def _cached(cache_dir: Path, stem: str, image_size: int, build: Callable[[], Any
     keras_sha = lite0.file_sha256(keras_path)
     record = {"source": source, **extra, "keras_sha256": keras_sha,
               "tflite_sha256": lite0.file_sha256_of_bytes(flatbuffer), "converted_at": datetime.now(UTC).isoformat()}
-    record_path.write_text(json.dumps(record, indent=2))
+    _write(record_path, json.dumps(record, indent=2).encode())
     logger.info("converted %s into %s (sha256 %s)", source, cache_dir, keras_sha[:12])
     return Pretrained(flatbuffer, f"{stem}-{keras_sha[:12]}", image_size, keras_sha, keras_path)
 
