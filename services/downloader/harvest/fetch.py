@@ -13,8 +13,8 @@ from urllib.parse import urljoin
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from services.downloader.harvest.safety import BlockedAddress, UnsupportedURL, check_url
 from shared.curation import Blacklist
+from shared.network_safety import BlockedAddress, UnsupportedURL, check_url
 
 logger = logging.getLogger(__name__)
 

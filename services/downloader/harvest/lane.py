@@ -24,10 +24,10 @@ from services.downloader.harvest.domains import DomainGate
 from services.downloader.harvest.fetch import FetchLimits, Outcome, fetch_image
 from services.downloader.harvest.imaging import ImagePolicy, Normalised, normalise
 from services.downloader.harvest.options import HarvestOptions
-from services.downloader.harvest.safety import GuardedResolver
 from services.downloader.harvest.sink import ImageSink
 from services.downloader.harvest.state import RowResult
 from shared.curation import Blacklist
+from shared.network_safety import GuardedResolver
 from shared.schemas import HarvestStatus
 from shared.storage import ObjectStore
 

@@ -1,6 +1,6 @@
 """Fetching a photo by URL without becoming a proxy into the private network (SSRF rules).
 
-The address policy is the harvester's (``services/downloader/harvest/safety.py``): every hop (the URL and
+The address policy is the one the harvester uses (``shared/network_safety.py``): every hop (the URL and
 each redirect) is checked, IP literals before the request, names by a resolver that refuses private,
 loopback (unless allowed), link-local and reserved answers at connect time, so DNS rebinding cannot
 reach a private address either. This module adds the per-request limits and the client-facing errors.
@@ -14,8 +14,8 @@ from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
-from services.downloader.harvest.safety import BlockedAddress, GuardedResolver, UnsupportedURL, address_refusal
-from services.downloader.harvest.safety import check_url as check_harvest_url
+from shared.network_safety import BlockedAddress, GuardedResolver, UnsupportedURL, address_refusal
+from shared.network_safety import check_url as check_harvest_url
 
 URL_REFUSED = "URL refused"
 URL_FETCH_FAILED = "could not fetch the URL"

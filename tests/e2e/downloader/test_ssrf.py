@@ -11,7 +11,7 @@ import pytest
 from aiohttp import web
 
 from services.downloader.harvest.fetch import FetchLimits, Outcome, fetch_image
-from services.downloader.harvest.safety import GuardedResolver
+from shared.network_safety import GuardedResolver
 
 pytestmark = pytest.mark.e2e
 

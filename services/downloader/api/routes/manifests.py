@@ -16,11 +16,11 @@ from fastapi.concurrency import run_in_threadpool
 from services.downloader.api.deps import DownloaderSettingsDep, ManifestsDep
 from services.downloader.core.config import DownloaderSettings
 from services.downloader.harvest.fetch import FetchLimits, Outcome, fetch_image
-from services.downloader.harvest.safety import GuardedResolver
 from services.downloader.importers import ImportFailed, Taxon, import_source
 from services.downloader.models import DatasetSummary, ManifestDetail
 from shared.auth import TokenDep
 from shared.manifests import ManifestError, ManifestNotFound, summary, validate_dataset
+from shared.network_safety import GuardedResolver
 from shared.schemas import ManifestInfo
 
 logger = logging.getLogger(__name__)

@@ -1,4 +1,5 @@
-"""Where the harvester may connect: no private, loopback or link-local address, ever by surprise.
+"""Where a service may connect for an untrusted URL (the harvester, /predict by URL): no private, loopback or
+link-local address, ever by surprise.
 
 The check runs on the address actually connected to: :class:`GuardedResolver` filters every DNS answer
 (so a public name that resolves to 10.0.0.1 is refused, including on redirects), and

@@ -8,7 +8,7 @@ import socket
 import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from services.downloader.harvest.safety import (
+from shared.network_safety import (
     BlockedAddress,
     GuardedResolver,
     UnsupportedURL,
