@@ -190,9 +190,9 @@ def analyses_to_table(analyses: list[ImageAnalysis]) -> pa.Table:
 def reading_of(table: pa.Table) -> GateReading:
     """The gate's reading of cached rows (all analysed, none broken): what the probe and the gate score from."""
     def matrix(name: str, width: int) -> np.ndarray:
+        if table.num_rows == 0 or name not in table.column_names:  # not read: a zero-shot score needs neither
+            return np.zeros((table.num_rows, width), np.float32)
         column = table.column(name).combine_chunks()
-        if table.num_rows == 0:
-            return np.zeros((0, width), np.float32)
         return np.asarray(column.flatten().to_numpy(zero_copy_only=False), np.float32).reshape(-1, width)
 
     fungus = np.asarray(table.column("fungus_probability").to_numpy(zero_copy_only=False), np.float64)

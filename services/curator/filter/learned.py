@@ -74,7 +74,10 @@ def cache_irrelevant_scores(source: pa.Table | Path, probe: RelevanceProbe | Non
                 scores[same] = irrelevant_scores(reading, probe, prior_log_odds)[same]
         return pa.table({"id_key": table.column("id_key"), "irrelevant_score": pa.array(scores, pa.float64())})
 
-    parts = [part for part in map_row_groups(source, CACHE_SCORE_COLUMNS, one) if part.num_rows]
+    # A zero-shot score reads the fungus probability alone: the embeddings (2.5 kB a row) only for a probe.
+    columns = CACHE_SCORE_COLUMNS if probe is not None else [c for c in CACHE_SCORE_COLUMNS
+                                                             if c not in ("stats", "embedding")]
+    parts = [part for part in map_row_groups(source, columns, one) if part.num_rows]
     if not parts:
         return pa.table({"id_key": pa.array([], pa.uint64()), "irrelevant_score": pa.array([], pa.float64())})
     return pa.concat_tables(parts)
