@@ -1,4 +1,5 @@
-"""Pillow-side image handling every service shares: transparency composited on white, 16-bit grey to 8 bits.
+"""Pillow-side image handling every service shares: EXIF orientation, transparency composited on white, 16-bit
+grey to 8 bits.
 
 The harvester stores images this way, and /predict decodes uploads this way, so a photo with an alpha channel
 looks the same to training and to serving. (The TensorFlow half of the one model-input path is
@@ -7,7 +8,7 @@ looks the same to training and to serving. (The TensorFlow half of the one model
 
 from __future__ import annotations
 
-from PIL import Image
+from PIL import Image, ImageOps
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -22,3 +23,9 @@ def to_rgb(image: Image.Image) -> Image.Image:
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         return image.point(lambda v: v / 256).convert("L").convert("RGB")
     return image.convert("RGB")
+
+
+def upright_rgb(image: Image.Image) -> Image.Image:
+    """A decoded image as it is meant to be seen (EXIF orientation applied) in RGB (:func:`to_rgb`): how /predict
+    and the curator both read a photo, so the same file gives the relevance gate the same input in each."""
+    return to_rgb(ImageOps.exif_transpose(image) or image)

@@ -2,7 +2,7 @@
 
 Decoding runs in a thread pool (fetch + decode + image statistics + the gate's input tensor per image); the
 gate (:mod:`shared.relevance.gate`) then reads the decoded images in batches of :data:`GATE_BATCH` in the
-calling thread, where TensorFlow uses every core itself.
+calling thread, its interpreter using every CPU the worker has, while the pool decodes the next batch.
 
 The results are cached per dataset in ``curation/scores/<dataset>.parquet`` (keyed by image_id, sha256 and the
 pretrained model's name), so a second curation of the same images, after a blacklist change or a new probe,
@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from PIL import Image, ImageOps
+from PIL import Image
 
 from services.curator.columnar import string_keys
-from shared.imaging import to_rgb
+from shared.imaging import upright_rgb
 from shared.manifests import validate_dataset
 from shared.relevance.gate import GateReading, RelevanceGate
 from shared.relevance.stats import FEATURE_NAMES, image_features, score_features
@@ -95,7 +95,7 @@ def decode_bytes(image_id: str, sha256: str | None, data: bytes, gate: Relevance
             # Every pixel is decoded (no JPEG draft mode) and EXIF orientation applied, as /predict decodes an
             # upload: the same stored file must give the gate the same input in both services.
             opened.load()
-            image = to_rgb(ImageOps.exif_transpose(opened) or opened)
+            image = upright_rgb(opened)
     except Exception as exc:  # noqa: BLE001 - any decoder failure means a broken image
         return DecodedImage(ImageAnalysis(image_id, sha256, broken=True, error=f"{type(exc).__name__}: {exc}"[:200],
                                           gate=gate.pretrained.name))
@@ -205,34 +205,37 @@ def cache_key(dataset: str) -> str:
     return f"curation/scores/{validate_dataset(dataset)}.parquet"
 
 
+def is_current_cache(names: list[str]) -> bool:
+    """Whether a cache with these columns was written with :data:`CACHE_SCHEMA` (an older one is not analysed)."""
+    return set(names) == set(CACHE_SCHEMA.names)
+
+
 def conform_cache(table: pa.Table) -> pa.Table | None:
-    """``table`` cast to :data:`CACHE_SCHEMA`, or None if it was written with another schema."""
-    if set(table.column_names) != set(CACHE_SCHEMA.names):
-        return None
+    """``table`` (all columns, or some) cast to those of :data:`CACHE_SCHEMA`; None if it does not fit them."""
     try:
-        return table.select(CACHE_SCHEMA.names).cast(CACHE_SCHEMA)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError):
+        return table.cast(pa.schema([CACHE_SCHEMA.field(name) for name in table.column_names]))
+    except (KeyError, pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError):
         return None
 
 
 def read_cache(store: ObjectStore, dataset: str, columns: list[str] | None = None) -> pa.Table:
-    """The dataset's analysis cache (``columns`` only, if given); empty if there is none or its schema is old."""
-    empty = CACHE_SCHEMA.empty_table()
+    """The dataset's analysis cache (``columns`` only, if given, and only those are read); empty if there is
+    none or its schema is old."""
+    empty = CACHE_SCHEMA.empty_table().select(columns or CACHE_SCHEMA.names)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "scores.parquet"
         try:
             store.get_file(cache_key(dataset), path)
         except ObjectNotFound:
-            return empty.select(columns) if columns else empty
-        schema = pq.read_schema(path)
-        if set(schema.names) != set(CACHE_SCHEMA.names):
+            return empty
+        if not is_current_cache(pq.read_schema(path).names):
             logger.info("analysis cache of %s has an older schema: every image counts as not analysed", dataset)
-            return empty.select(columns) if columns else empty
-        table = conform_cache(pq.read_table(path))
+            return empty
+        table = conform_cache(pq.read_table(path, columns=columns or CACHE_SCHEMA.names))
         if table is None:
             logger.warning("analysis cache of %s does not match the cache schema: ignored", dataset)
-            table = empty
-        return table.select(columns) if columns else table
+            return empty
+        return table
 
 
 def write_cache(store: ObjectStore, dataset: str, old: pa.Table, new: pa.Table) -> None:

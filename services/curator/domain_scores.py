@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.curator.analysis import CACHE_SCHEMA, cache_key
+from services.curator.analysis import cache_key, is_current_cache
 from services.curator.blacklist import BlacklistStore
 from services.curator.columnar import KeyIndex, first_occurrence_duplicates, map_row_groups, string_keys
 from services.curator.filter.learned import cache_irrelevant_scores
@@ -250,7 +250,7 @@ def score_version(store: ObjectStore, dataset: str, version: int, rules: DomainR
         except ObjectNotFound:
             pass
         else:
-            if set(pq.read_schema(cache_path).names) == set(CACHE_SCHEMA.names):  # an older cache: not analysed
+            if is_current_cache(pq.read_schema(cache_path).names):  # an older cache: not analysed
                 cached = cache_irrelevant_scores(cache_path, load_probe(store), prior_log_odds)
         scores = domain_scores(path, LabelStore(store).table(), BlacklistStore(store).get(), rules, cached)
     return info.rows, scores

@@ -6,9 +6,9 @@ import io
 import warnings
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
-from shared.imaging import to_rgb
+from shared.imaging import upright_rgb
 from shared.model_input import photo_to_model_input
 
 SUPPORTED_FORMATS = frozenset({"JPEG", "PNG", "WEBP"})
@@ -56,8 +56,7 @@ def open_photo(data: bytes, max_pixels: int, max_bytes: int) -> Image.Image:
             raise ImageRejected(413, TOO_MANY_PIXELS)
         try:
             image.load()
-            upright = ImageOps.exif_transpose(image) or image
-            return to_rgb(upright)
+            return upright_rgb(image)
         except Image.DecompressionBombError:
             raise ImageRejected(413, TOO_MANY_PIXELS) from None
         except (OSError, ValueError, SyntaxError, EOFError):

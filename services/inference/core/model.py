@@ -1,5 +1,5 @@
 """A served model: the Keras model from the registry, compiled once into ``tf.function`` graphs, with the
-open-set artefacts its training job fitted (kNN bank, threshold, temperature; shared/openset.py).
+open-set artefacts its training job fitted (novelty scorer, threshold, temperature; shared/openset.py).
 
 Serving never calls ``model.predict`` per request (it is about 3x slower for one image): the batcher
 calls :meth:`ServedModel.score`, a ``tf.function`` traced once for any batch size, which returns the
@@ -192,7 +192,7 @@ def load_served_model(registry: ModelRegistry, model_id: str, promoted_at: datet
             try:
                 registry.store.get_file(model_key(model_id, "openset.npz"), bank)
                 scorer = openset.load_scorer(bank)
-            except Exception as exc:  # noqa: BLE001 - a card that promises a bank must have one
+            except Exception as exc:  # noqa: BLE001 - a card that promises a scorer must have one
                 raise ModelRefused(f"model {model_id!r}: its open-set bank does not load: {exc}") from exc
     expected = (card.image_size, card.image_size, 3)
     inputs = getattr(model, "inputs", None)
@@ -215,7 +215,7 @@ def smoke_test(served: ServedModel) -> None:
     )
     try:
         embedding, logits = served.score(batch)
-        probs = openset.softmax(logits, served.temperature)
+        probs = served.predict_from_logits(logits)
         served.novelty(embedding)
     except Exception as exc:  # noqa: BLE001 - wrong input shape, broken graph, a bank of another width...
         raise ModelRefused(f"model {served.model_id!r} failed the smoke prediction: {exc}") from exc

@@ -10,25 +10,22 @@ import pytest
 from services.curator.analysis import analyses_to_table, analyze_bytes, reading_of
 from services.curator.filter.learned import irrelevant_scores
 from shared.relevance.gate import RelevanceGate, load_gate
-from tests.conftest import FIXTURES
 
 pytestmark = [pytest.mark.unit, pytest.mark.ml]
 
-REALPHOTOS = FIXTURES / "realphotos"
 FIRST = 8
 
 
 @pytest.fixture(scope="module")
-def gate(tmp_path_factory: pytest.TempPathFactory) -> RelevanceGate:
-    if not REALPHOTOS.is_dir():
-        pytest.skip("real photos not present: ../shared/fixtures/realphotos")
+def gate(real_photos: Path, tmp_path_factory: pytest.TempPathFactory) -> RelevanceGate:
+    """The real gate; skipped, saying why, by the ``real_photos`` fixture when the photos are absent."""
     return load_gate("efficientnet_lite0", tmp_path_factory.mktemp("gate"))
 
 
-def scores(gate: RelevanceGate, folder: str) -> tuple[np.ndarray, np.ndarray]:
+def scores(gate: RelevanceGate, folder: Path) -> tuple[np.ndarray, np.ndarray]:
     """(the gate's irrelevant score, the curator's score of the cached row) of the first photos of ``folder``."""
-    paths = sorted((REALPHOTOS / folder).glob("*.jpg"))[:FIRST]
-    assert len(paths) == FIRST, f"expected {FIRST} photos in {REALPHOTOS / folder}"
+    paths = sorted(folder.glob("*.jpg"))[:FIRST]
+    assert len(paths) == FIRST, f"expected {FIRST} photos in {folder}"
     analyses = [analyze_bytes(p.name, None, p.read_bytes(), gate) for p in paths]
     assert not any(a.broken for a in analyses)
     reading = gate.read_photos([_open(p) for p in paths])
@@ -37,20 +34,22 @@ def scores(gate: RelevanceGate, folder: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _open(path: Path):  # type: ignore[no-untyped-def]
-    from PIL import Image, ImageOps
+    from PIL import Image
+
+    from shared.imaging import upright_rgb
 
     with Image.open(path) as image:
-        return (ImageOps.exif_transpose(image) or image).convert("RGB")
+        return upright_rgb(image)
 
 
-def test_field_photos_of_mushrooms_are_relevant(gate: RelevanceGate) -> None:
-    direct, cached = scores(gate, "mushrooms")
+def test_field_photos_of_mushrooms_are_relevant(gate: RelevanceGate, real_photos: Path) -> None:
+    direct, cached = scores(gate, real_photos / "mushrooms")
     assert (direct < 0.5).mean() >= 0.8, direct
     # The cache (float16 embeddings) scores as the gate does on the decoded photo.
     assert np.abs(direct - cached).max() < 0.02
 
 
-def test_herbarium_sheets_are_irrelevant(gate: RelevanceGate) -> None:
-    direct, cached = scores(gate, "herbarium")
+def test_herbarium_sheets_are_irrelevant(gate: RelevanceGate, real_photos: Path) -> None:
+    direct, cached = scores(gate, real_photos / "herbarium")
     assert (direct > 0.5).mean() >= 0.75, direct
     assert np.abs(direct - cached).max() < 0.02
