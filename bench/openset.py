@@ -16,7 +16,7 @@ review labels (what the demo's labelling gives it).
 
 /predict verdicts, with a model trained as the demo trains one (tiny CNN, 64 px, fixture species) and its
 open-set artefacts fitted by the trainer's own code: today's answer logic, the gate alone, and the final
-combination (gate + the model's kNN novelty + calibrated probabilities: services/inference/core/answers.py).
+combination (gate + the model's kNN novelty + calibrated probabilities: services/inference/answers.py).
 Model-level OOD (kNN vs max-softmax vs energy vs Mahalanobis) separating held-out fixture photos from (a)-(c).
 
     .venv/bin/python bench/openset.py          # writes bench/results/openset.md (a few minutes on 2 cores)
@@ -259,7 +259,7 @@ def auroc_fpr(relevance: np.ndarray, relevant: np.ndarray) -> tuple[float, float
 
 
 def verdicts(readings: Readings, fit: Any, system: str) -> list[str]:
-    from services.inference.core.answers import decide
+    from services.inference.answers import decide
     from shared import openset
 
     out = []

@@ -7,7 +7,7 @@ path prefix (``mediaphoto.mnhn.fr/media/``: only URLs under that path).
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -41,6 +41,12 @@ def parse_entry(entry: str) -> tuple[str, str | None]:
         raise InvalidEntry(f"blacklist entry {entry!r} is not a domain (example.org) or domain/path (example.org/x/)")
     path = match.group("path")
     return match.group("domain"), (path if path and path != "/" else None)
+
+
+def canonical_entry(entry: str) -> tuple[str, str, str | None]:
+    """``(canonical entry, domain, path prefix)``: ``"Host.org/x/"`` -> ``("host.org/x/", "host.org", "/x/")``."""
+    domain, path = parse_entry(entry)
+    return (domain + path if path else domain), domain, path
 
 
 class BlacklistEntry(BaseModel):
@@ -81,6 +87,22 @@ class Blacklist(BaseModel):
             if item.matches(host, parts.path or "/"):
                 return item
         return None
+
+
+# The seed list's revision and date: the same for the curator (before anyone edits the list) and for a
+# downloader that has never reached the curator.
+SEED_REVISION = 1
+SEED_ADDED_AT = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+def seed_blacklist() -> Blacklist:
+    """The blacklist before anyone has edited it: :data:`SEED_BLACKLIST`, entries in canonical form."""
+    entries = []
+    for raw, reason in sorted(SEED_BLACKLIST.items()):
+        canonical, domain, path = canonical_entry(raw)
+        entries.append(BlacklistEntry(entry=canonical, domain=domain, path_prefix=path, reason=reason,
+                                      added_by="seed", added_at=SEED_ADDED_AT))
+    return Blacklist(entries=sorted(entries, key=lambda e: e.entry), revision=SEED_REVISION)
 
 
 CONTRACT_MODELS: dict[str, type[BaseModel]] = {"BlacklistEntry": BlacklistEntry, "Blacklist": Blacklist}

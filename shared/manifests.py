@@ -16,7 +16,6 @@ import hashlib
 import logging
 import re
 import tempfile
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from shared.schemas import ExclusionReason, HarvestStatus, ImageRecord, ManifestInfo, Operation
-from shared.storage import ObjectNotFound, ObjectStore, PreconditionFailed
+from shared.storage import KEEP, ObjectNotFound, ObjectStore, PreconditionFailed, TooMuchContention
 
 logger = logging.getLogger(__name__)
 
@@ -225,17 +224,15 @@ class ManifestStore:
         return (int(pointer.value["version"]) if pointer else 0) + 1
 
     def _advance_latest(self, dataset: str, version: int) -> None:
-        key = self.latest_key(dataset)
-        for attempt in range(50):
-            pointer = self.store.read_pointer(key)
-            if pointer is not None and int(pointer.value["version"]) >= version:
-                return  # a newer version already landed
-            try:
-                self.store.compare_and_set(key, {"version": version}, pointer)
-                return
-            except PreconditionFailed:
-                time.sleep(0.01 * (attempt + 1))
-        raise ManifestError(f"could not advance {key} to version {version}: too much contention")
+        def advance(value: dict[str, Any] | None) -> dict[str, Any]:
+            if value is not None and int(value["version"]) >= version:
+                return KEEP  # a newer version already landed
+            return {"version": version}
+
+        try:
+            self.store.update(self.latest_key(dataset), advance, attempts=50)
+        except TooMuchContention as exc:
+            raise ManifestError(f"could not advance {dataset!r} to version {version}: {exc}") from exc
 
 
 def _file_sha256(path: Path) -> str:

@@ -28,7 +28,6 @@ a calibrated top-1 probability under ``card.openset.uncertain_below`` means "unc
 from __future__ import annotations
 
 import re
-import time
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
@@ -37,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from shared.openset import OpenSetCard
 from shared.schemas import TaxonLevel
-from shared.storage import ObjectNotFound, ObjectStore, PreconditionFailed
+from shared.storage import ObjectNotFound, ObjectStore, TooMuchContention
 
 PROMOTED_KEY = "models/promoted.json"
 MODEL_ID = re.compile(r"^[a-z0-9][a-z0-9-]{2,63}$")
@@ -140,14 +139,11 @@ class ModelRegistry:
         if "model.keras" not in card.artifacts:
             raise PromotionRefused(f"model {model_id!r} has no model.keras artifact")
         new = PromotedPointer(model_id=model_id, promoted_at=datetime.now(UTC), promoted_by=by)
-        for attempt in range(20):
-            current = self.store.read_pointer(PROMOTED_KEY)
-            try:
-                self.store.compare_and_set(PROMOTED_KEY, new.model_dump(mode="json"), current)
-                return new
-            except PreconditionFailed:
-                time.sleep(0.01 * (attempt + 1))
-        raise PromotionRefused("the promoted pointer changed 20 times while promoting; try again")
+        try:
+            self.store.update(PROMOTED_KEY, lambda _current: new.model_dump(mode="json"), attempts=20)
+        except TooMuchContention:
+            raise PromotionRefused("the promoted pointer changed 20 times while promoting; try again") from None
+        return new
 
 
 CONTRACT_MODELS: dict[str, type[BaseModel]] = {"ModelCard": ModelCard, "PromotedPointer": PromotedPointer}

@@ -9,8 +9,10 @@ from __future__ import annotations
 import io
 import json
 import logging
+import random
 import re
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -42,6 +44,19 @@ class StorageError(RuntimeError):
 
 class PreconditionFailed(StorageError):
     """A conditional write lost the race: the object changed since it was read."""
+
+
+class TooMuchContention(StorageError):
+    """:meth:`ObjectStore.update` lost the compare-and-set race on every attempt."""
+
+
+class _Keep:
+    def __repr__(self) -> str:
+        return "KEEP"
+
+
+KEEP: Any = _Keep()
+"""Returned by an :meth:`ObjectStore.update` change: leave the object as it is."""
 
 
 def validate_key(key: str) -> str:
@@ -204,6 +219,29 @@ class ObjectStore:
         URL (the condition headers are not part of the signature).
         """
         return self.put_if(key, _dumps(value), expected.etag if expected else None, "application/json")
+
+    def update(self, key: str, change: Callable[[dict[str, Any] | None], dict[str, Any]],
+               attempts: int = 100) -> dict[str, Any] | None:
+        """Read-modify-write of the JSON object at ``key``, so that no concurrent update is lost.
+
+        ``change`` gets the current value (``None`` when absent) and returns the new one, or :data:`KEEP` to
+        leave it as it is. When another writer wins the compare-and-set, the value is read again and ``change``
+        runs again (so it must not have effects beyond its return value; exceptions it raises propagate).
+        Returns the value now stored (``None`` only if absent and kept). Raises :class:`TooMuchContention`
+        after ``attempts`` lost races.
+        """
+        for attempt in range(attempts):
+            pointer = self.read_pointer(key)
+            current = pointer.value if pointer is not None else None
+            new = change(current)
+            if new is KEEP:
+                return current
+            try:
+                self.compare_and_set(key, new, pointer)
+                return new
+            except PreconditionFailed:  # someone else wrote since we read: back off a little, re-read, re-apply
+                time.sleep(random.uniform(0, 0.01 * (attempt + 1)))
+        raise TooMuchContention(f"{key} changed on each of {attempts} attempts to update it; retry")
 
     def put_if(self, key: str, data: bytes | Path, etag: str | None, content_type: str) -> str:
         """PUT with ``If-Match: etag`` or, when ``etag`` is None, ``If-None-Match: *`` (create only).

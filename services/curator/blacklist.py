@@ -1,6 +1,6 @@
 """The blacklist, stored durably at ``curation/blacklist.json`` with its change history.
 
-Every change is a read-modify-write guarded by ``ObjectStore.compare_and_set``: of two concurrent
+Every change is a read-modify-write through ``ObjectStore.update`` (compare-and-set): of two concurrent
 editors exactly one wins each round and the other re-reads and re-applies, so no update is lost.
 The stored object is ``{"blacklist": <shared.curation.Blacklist>, "history": [BlacklistChange...]}``.
 """
@@ -8,8 +8,6 @@ The stored object is ``{"blacklist": <shared.curation.Blacklist>, "history": [Bl
 from __future__ import annotations
 
 import logging
-import random
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -17,13 +15,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from shared.curation import SEED_BLACKLIST, Blacklist, BlacklistEntry, parse_entry
-from shared.storage import ObjectStore, Pointer, PreconditionFailed
+from shared.curation import Blacklist, BlacklistEntry, canonical_entry, seed_blacklist
+from shared.storage import ObjectStore
 
 logger = logging.getLogger(__name__)
 
 BLACKLIST_KEY = "curation/blacklist.json"
-MAX_ATTEMPTS = 100
 
 
 class ChangeAction(StrEnum):
@@ -50,40 +47,23 @@ class EntryNotFound(LookupError):
     """DELETE of an entry that is not on the list."""
 
 
-class TooMuchContention(RuntimeError):
-    """Lost the compare-and-set race too many times in a row."""
-
-
-def normalize_entry(entry: str) -> tuple[str, str, str | None]:
-    """``(canonical entry, domain, path prefix)``; raises shared.curation.InvalidEntry."""
-    domain, path = parse_entry(entry)
-    return (domain + path if path else domain), domain, path
-
-
-def seed_blacklist(now: datetime) -> tuple[Blacklist, list[BlacklistChange]]:
-    entries = []
-    history = []
-    for raw, reason in SEED_BLACKLIST.items():
-        canonical, domain, path = normalize_entry(raw)
-        entries.append(BlacklistEntry(entry=canonical, domain=domain, path_prefix=path, reason=reason,
-                                      added_by="seed", added_at=now))
-        history.append(BlacklistChange(revision=1, action=ChangeAction.seed, entry=canonical, reason=reason,
-                                       actor="seed", at=now))
-    return Blacklist(entries=entries, revision=1), history
-
-
 class BlacklistStore:
     def __init__(self, store: ObjectStore) -> None:
         self.store = store
 
-    def _read(self) -> tuple[Blacklist, list[BlacklistChange], Pointer | None]:
-        pointer = self.store.read_pointer(BLACKLIST_KEY)
-        if pointer is None:
-            blacklist, history = seed_blacklist(datetime.now(UTC))
-            return blacklist, history, None
-        value = pointer.value
+    @staticmethod
+    def _parse(value: dict[str, Any] | None) -> tuple[Blacklist, list[BlacklistChange]]:
+        if value is None:  # nobody has edited the list yet: the seed, with its history line per entry
+            seed = seed_blacklist()
+            return seed, [BlacklistChange(revision=seed.revision, action=ChangeAction.seed, entry=item.entry,
+                                          reason=item.reason, actor="seed", at=item.added_at)
+                          for item in seed.entries]
         return (Blacklist.model_validate(value["blacklist"]),
-                [BlacklistChange.model_validate(item) for item in value.get("history", [])], pointer)
+                [BlacklistChange.model_validate(item) for item in value.get("history", [])])
+
+    def _read(self) -> tuple[Blacklist, list[BlacklistChange]]:
+        pointer = self.store.read_pointer(BLACKLIST_KEY)
+        return self._parse(pointer.value if pointer is not None else None)
 
     def get(self) -> Blacklist:
         return self._read()[0]
@@ -91,27 +71,28 @@ class BlacklistStore:
     def history(self) -> list[BlacklistChange]:
         return self._read()[1]
 
-    def _update(self, change: Callable[[Blacklist, list[BlacklistChange]], tuple[Blacklist, BlacklistChange]]) -> \
+    def _update(self, change: Callable[[Blacklist], tuple[Blacklist, BlacklistChange]]) -> \
             tuple[Blacklist, BlacklistChange]:
-        for attempt in range(MAX_ATTEMPTS):
-            blacklist, history, pointer = self._read()
-            new, record = change(blacklist, history)
-            document: dict[str, Any] = {"blacklist": new.model_dump(mode="json"),
-                                        "history": [item.model_dump(mode="json") for item in [*history, record]]}
-            try:
-                self.store.compare_and_set(BLACKLIST_KEY, document, pointer)
-                logger.info("blacklist r%d: %s %s by %s", new.revision, record.action, record.entry, record.actor)
-                return new, record
-            except PreconditionFailed:  # someone else changed it since we read: re-read and re-apply
-                time.sleep(random.uniform(0, 0.01 * (attempt + 1)))
-        raise TooMuchContention("blacklist changed too often while updating; retry")
+        applied: list[tuple[Blacklist, BlacklistChange]] = []
+
+        def document(value: dict[str, Any] | None) -> dict[str, Any]:
+            blacklist, history = self._parse(value)
+            new, record = change(blacklist)
+            applied[:] = [(new, record)]
+            return {"blacklist": new.model_dump(mode="json"),
+                    "history": [item.model_dump(mode="json") for item in [*history, record]]}
+
+        self.store.update(BLACKLIST_KEY, document)
+        new, record = applied[0]
+        logger.info("blacklist r%d: %s %s by %s", new.revision, record.action, record.entry, record.actor)
+        return new, record
 
     def put(self, entry: str, reason: str, actor: str) -> tuple[BlacklistEntry, bool]:
         """Add or update an entry; returns it and whether it is new."""
-        canonical, domain, path = normalize_entry(entry)
+        canonical, domain, path = canonical_entry(entry)
         created = [False]
 
-        def change(blacklist: Blacklist, history: list[BlacklistChange]) -> tuple[Blacklist, BlacklistChange]:
+        def change(blacklist: Blacklist) -> tuple[Blacklist, BlacklistChange]:
             now = datetime.now(UTC)
             revision = blacklist.revision + 1
             item = BlacklistEntry(entry=canonical, domain=domain, path_prefix=path, reason=reason, added_by=actor,
@@ -128,9 +109,9 @@ class BlacklistStore:
         return next(e for e in new.entries if e.entry == canonical), created[0]
 
     def delete(self, entry: str, reason: str, actor: str) -> Blacklist:
-        canonical, _, _ = normalize_entry(entry)
+        canonical, _, _ = canonical_entry(entry)
 
-        def change(blacklist: Blacklist, history: list[BlacklistChange]) -> tuple[Blacklist, BlacklistChange]:
+        def change(blacklist: Blacklist) -> tuple[Blacklist, BlacklistChange]:
             entries = [e for e in blacklist.entries if e.entry != canonical]
             if len(entries) == len(blacklist.entries):
                 raise EntryNotFound(canonical)

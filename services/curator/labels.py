@@ -8,8 +8,6 @@ kept in ``history`` so nothing is lost.
 from __future__ import annotations
 
 import logging
-import random
-import time
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -17,7 +15,7 @@ from typing import Any
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict
 
-from shared.storage import ObjectStore, PreconditionFailed
+from shared.storage import ObjectStore
 
 logger = logging.getLogger(__name__)
 
@@ -52,22 +50,21 @@ class LabelStore:
         return {key: StoredLabel.model_validate(value) for key, value in pointer.value.get("labels", {}).items()}
 
     def add(self, labels: list[StoredLabel]) -> int:
-        """Store ``labels``; returns the total number of labelled images."""
-        for attempt in range(100):
-            pointer = self.store.read_pointer(LABELS_KEY)
-            document: dict[str, Any] = pointer.value if pointer else {"labels": {}, "history": []}
+        """Store ``labels`` (a relabelled image keeps its previous label in the history); returns the total
+        number of labelled images."""
+
+        def change(value: dict[str, Any] | None) -> dict[str, Any]:
+            document: dict[str, Any] = value if value is not None else {"labels": {}, "history": []}
             current = document["labels"]
             for item in labels:
                 previous = current.get(item.image_id)
                 if previous is not None:
                     document["history"].append(previous)
                 current[item.image_id] = item.model_dump(mode="json")
-            try:
-                self.store.compare_and_set(LABELS_KEY, document, pointer)
-                return len(current)
-            except PreconditionFailed:
-                time.sleep(random.uniform(0, 0.01 * (attempt + 1)))
-        raise RuntimeError("labels changed too often while saving; retry")
+            return document
+
+        stored = self.store.update(LABELS_KEY, change)
+        return len(stored["labels"]) if stored else 0
 
     def table(self) -> pa.Table:
         """image_id -> irrelevant (bool), for columnar joins."""

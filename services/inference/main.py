@@ -12,14 +12,14 @@ from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.inference.api.routes import health, model, page, predict
-from services.inference.core.batcher import DynamicBatcher
+from services.inference.batcher import DynamicBatcher
 from services.inference.core.config import get_inference_settings
-from services.inference.core.fetch import make_session
-from services.inference.core.metrics import ServiceMetrics
-from services.inference.core.model import configure_threads
-from services.inference.core.predictor import Predictor
-from services.inference.core.relevance import GateHolder
-from services.inference.core.watcher import ModelWatcher
+from services.inference.fetch import make_session
+from services.inference.metrics import ServiceMetrics
+from services.inference.model import configure_threads
+from services.inference.predictor import Predictor
+from services.inference.relevance import GateHolder
+from services.inference.watcher import ModelWatcher
 from shared.logs import configure_logging
 from shared.registry import ModelRegistry
 from shared.settings import get_settings

@@ -4,22 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import UTC, datetime
 
 from services.downloader.clients.curator import CuratorClient, CuratorUnavailable
-from shared.curation import SEED_BLACKLIST, Blacklist, BlacklistEntry, parse_entry
+from shared.curation import Blacklist, seed_blacklist
 from shared.storage import ObjectNotFound, ObjectStore
 
 logger = logging.getLogger(__name__)
-
-
-def seed_blacklist() -> Blacklist:
-    entries = []
-    for entry, reason in SEED_BLACKLIST.items():
-        domain, path = parse_entry(entry)
-        entries.append(BlacklistEntry(entry=entry, domain=domain, path_prefix=path, reason=reason,
-                                      added_by="seed", added_at=datetime(2024, 1, 1, tzinfo=UTC)))
-    return Blacklist(entries=entries, revision=0)
 
 
 async def load_blacklist(curator_url: str, store: ObjectStore, cache_key: str,

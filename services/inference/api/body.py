@@ -8,7 +8,7 @@ from fastapi import HTTPException, Request
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
-from services.inference.core.images import EMPTY_UPLOAD, UPLOAD_TOO_LARGE
+from services.inference.images import EMPTY_UPLOAD, UPLOAD_TOO_LARGE
 
 MULTIPART_OVERHEAD = 64 * 1024
 BAD_MULTIPART = "malformed multipart body"

@@ -7,8 +7,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from services.inference.core.config import InferenceSettings, get_inference_settings
-from services.inference.core.metrics import ServiceMetrics
-from services.inference.core.predictor import Predictor
+from services.inference.metrics import ServiceMetrics
+from services.inference.predictor import Predictor
 
 
 def get_predictor(request: Request) -> Predictor:

@@ -9,7 +9,7 @@ from PIL import Image
 
 from fixtureweb.content import ImageSpec
 from fixtureweb.faults import Fault
-from services.downloader.harvest.blacklist import seed_blacklist
+from shared.curation import seed_blacklist
 from services.downloader.harvest.engine import Harvester
 from shared.curation import Blacklist
 from tests.contract.downloader.blacklist_app import blacklist_from

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from services.inference.core.answers import NOT_A_MUSHROOM, UNCERTAIN, UNKNOWN_SPECIES, best_genus, build_answer
+from services.inference.answers import NOT_A_MUSHROOM, UNCERTAIN, UNKNOWN_SPECIES, best_genus, build_answer
 from services.inference.schemas import SAFETY_NOTICE, Verdict
 from shared.registry import ClassLabel
 

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from services.inference.core.batcher import DynamicBatcher, NoModel
+from services.inference.batcher import DynamicBatcher, NoModel
 
 pytestmark = pytest.mark.unit
 

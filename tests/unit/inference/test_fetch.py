@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from services.inference.core.fetch import UrlRefused, address_allowed, check_url, fetch_photo, make_session
+from services.inference.fetch import UrlRefused, address_allowed, check_url, fetch_photo, make_session
 
 pytestmark = pytest.mark.unit
 

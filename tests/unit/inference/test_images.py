@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from services.inference.core.images import (
+from services.inference.images import (
     EMPTY_UPLOAD,
     NOT_AN_IMAGE,
     TOO_MANY_PIXELS,

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[3]
 SCRIPT = """
 import json, sys
 import tensorflow as tf
-from services.inference.core.model import configure_threads
+from services.inference.model import configure_threads
 first = configure_threads(int(sys.argv[1]))
 in_force = tf.config.threading.get_intra_op_parallelism_threads()
 tf.constant(1.0) + 1.0  # the runtime starts: the setting is fixed from here on

@@ -6,7 +6,8 @@ from fastapi import APIRouter, HTTPException, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.curator.api.deps import StoreDep
-from services.curator.blacklist import BlacklistChange, BlacklistStore, EntryNotFound, TooMuchContention
+from services.curator.blacklist import BlacklistChange, BlacklistStore, EntryNotFound
+from shared.storage import TooMuchContention
 from shared.auth import TokenDep
 from shared.curation import Blacklist, BlacklistEntry, InvalidEntry
 

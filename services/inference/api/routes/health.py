@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from services.inference.api.deps import MetricsDep, PredictorDep
-from services.inference.core.predictor import NO_MODEL
+from services.inference.predictor import NO_MODEL
 from services.inference.schemas import Health, Readiness
 
 router = APIRouter(tags=["health"])

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, HTTPException
 
 from services.inference.api.deps import PredictorDep
-from services.inference.core.predictor import ModelUnavailable
+from services.inference.predictor import ModelUnavailable
 from services.inference.schemas import ModelInfo, RefusedModel
 
 router = APIRouter(prefix="/model", tags=["model"])

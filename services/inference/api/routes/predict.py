@@ -12,9 +12,9 @@ from pydantic import BaseModel, ValidationError
 
 from services.inference.api.body import MULTIPART_OVERHEAD, read_body, uploaded_files
 from services.inference.api.deps import PredictorDep
-from services.inference.core.fetch import UrlFetchFailed, UrlRefused
-from services.inference.core.images import ImageRejected
-from services.inference.core.predictor import ModelUnavailable, Predictor
+from services.inference.fetch import UrlFetchFailed, UrlRefused
+from services.inference.images import ImageRejected
+from services.inference.predictor import ModelUnavailable, Predictor
 from services.inference.schemas import BatchItem, BatchPrediction, Prediction, PredictUrl
 
 router = APIRouter(prefix="/predict", tags=["predict"])

@@ -10,16 +10,16 @@ from typing import Any
 
 import numpy as np
 
-from services.inference.core.answers import build_answer
-from services.inference.core.batcher import DynamicBatcher, fit
+from services.inference.answers import build_answer
+from services.inference.batcher import DynamicBatcher, fit
 from services.inference.core.config import InferenceSettings
-from services.inference.core.fetch import fetch_photo
-from services.inference.core.heatmap import overlay_png
-from services.inference.core.images import decode_for_model
-from services.inference.core.metrics import ServiceMetrics
-from services.inference.core.model import ServedModel
-from services.inference.core.relevance import GateHolder
-from services.inference.core.watcher import ModelWatcher
+from services.inference.fetch import fetch_photo
+from services.inference.heatmap import overlay_png
+from services.inference.images import decode_for_model
+from services.inference.metrics import ServiceMetrics
+from services.inference.model import ServedModel
+from services.inference.relevance import GateHolder
+from services.inference.watcher import ModelWatcher
 from services.inference.schemas import Prediction
 from shared.relevance.stats import FEATURE_NAMES, image_features
 

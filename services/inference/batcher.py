@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from services.inference.core.model import ServedModel
-from services.inference.core.tasks import stop_task
+from services.inference.model import ServedModel
+from services.inference.tasks import stop_task
 
 logger = logging.getLogger(__name__)
 

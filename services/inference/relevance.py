@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from services.inference.core.tasks import poll_forever, stop_task
+from services.inference.tasks import poll_forever, stop_task
 from shared.relevance.gate import RelevanceGate, load_gate
 from shared.relevance.store import load_probe
 from shared.settings import Settings

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from services.inference.core.model import ModelRefused, ServedModel, load_served_model
-from services.inference.core.tasks import poll_forever, stop_task
+from services.inference.model import ModelRefused, ServedModel, load_served_model
+from services.inference.tasks import poll_forever, stop_task
 from shared.registry import ModelRegistry, PromotedPointer
 
 logger = logging.getLogger(__name__)
