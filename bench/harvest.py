@@ -259,9 +259,9 @@ def measure_sporeprint(source: Path, dataset: str, concurrency: int, per_domain:
     from services.downloader.harvest.options import HarvestOptions, ResizeOptions
     from services.downloader.harvest.state import HarvestRequest, HarvestState
     from services.downloader.importers import import_source
-    from services.downloader.jobs import run_harvest
+    from services.downloader.jobs import submit_harvest
     from shared.manifests import ManifestStore
-    from shared.queue import QueueName, get_queue, redis_connection
+    from shared.queue import redis_connection
     from shared.settings import Settings
     from shared.storage import ObjectStore
 
@@ -281,7 +281,7 @@ def measure_sporeprint(source: Path, dataset: str, concurrency: int, per_domain:
     state = HarvestState(store, request.id)
     state.save_request(request)
     redis = redis_connection(settings)
-    job = get_queue(QueueName.harvest, redis).enqueue(run_harvest, request.id, job_id=request.id, job_timeout=-1)
+    job = submit_harvest(redis, request, retries=0)
     memory, _ = measure([sys.executable, "-m", "shared.worker", "harvest", "--burst"], {
         **env, "SPOREPRINT_DOWNLOADER_ALLOW_LOOPBACK": "true", "SPOREPRINT_DOWNLOADER_LANES": str(lanes),
         "SPOREPRINT_DOWNLOADER_RESOLVE": json.dumps({"*.test": "127.0.0.1"}), "SPOREPRINT_LOG_LEVEL": "WARNING"})

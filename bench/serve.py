@@ -146,8 +146,8 @@ def _bare_main(model_path: str, image_file: str, intra_op_threads: int, calls: i
     import keras
     import tensorflow as tf
 
-    from services.inference.core.images import decode_for_model
-    from services.inference.core.model import compile_predict
+    from services.inference.images import decode_for_model
+    from services.inference.model import compile_predict
 
     if intra_op_threads:
         tf.config.threading.set_intra_op_parallelism_threads(intra_op_threads)
@@ -172,7 +172,7 @@ def _bare_main(model_path: str, image_file: str, intra_op_threads: int, calls: i
 def _bare_gate_main(work_dir: str, image_file: str, intra_op_threads: int, calls: int) -> None:
     import tensorflow as tf
 
-    from services.inference.core.images import open_photo
+    from services.inference.images import open_photo
     from shared.relevance.gate import load_gate
     from shared.relevance.pretrained import LITE0
     from shared.relevance.stats import image_features

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,12 +23,19 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from shared.schemas import ExclusionReason, HarvestStatus, ImageRecord, ManifestInfo, Operation
+from shared.schemas import (
+    INVALID_DATASET,
+    ExclusionReason,
+    HarvestStatus,
+    ImageRecord,
+    ManifestInfo,
+    Operation,
+    check_dataset_name,
+)
 from shared.storage import KEEP, ObjectNotFound, ObjectStore, PreconditionFailed, TooMuchContention
 
 logger = logging.getLogger(__name__)
 
-DATASET_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 
 # The Arrow schema of ImageRecord; tests check that it and the pydantic model name the same fields.
 RECORD_SCHEMA = pa.schema([
@@ -70,11 +76,10 @@ class ManifestNotFound(LookupError):
 
 
 def validate_dataset(name: str) -> str:
-    if not DATASET_NAME.match(name):
-        raise ManifestError(
-            f"invalid dataset name {name!r}: use 1-64 of a-z 0-9 . _ - starting with a letter or digit"
-        )
-    return name
+    try:
+        return check_dataset_name(name)
+    except ValueError:
+        raise ManifestError(f"{INVALID_DATASET} (got {name[:80]!r})") from None
 
 
 def conform(table: pa.Table) -> pa.Table:

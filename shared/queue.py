@@ -1,18 +1,22 @@
-"""Redis + RQ: the queues long jobs run on, and how they report progress.
+"""Redis + RQ: the queues long jobs run on, how a job is put on one, and how it reports progress.
 
 Queue names: ``harvest`` (downloader), ``curate`` (curator), ``train`` (the GPU worker).
-A job reports progress by saving a dict under ``job.meta["progress"]``; the API reads it back.
+Every service does long work one way: its ``jobs.py`` has ``submit_<job>`` (called by a route: puts the job on
+its queue through :func:`enqueue`) and ``run_<job>`` (what a worker runs). A job reports progress by saving a
+dict under ``job.meta["progress"]`` (:func:`report_progress`); the API reads it back (:func:`job_progress`).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
 
 from redis import Redis
-from rq import Queue, get_current_job
-from rq.job import Job
+from rq import Queue, Retry, get_current_job
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
 
 from shared.settings import Settings
 
@@ -46,12 +50,54 @@ class JobState(StrEnum):
 TERMINAL_STATES: frozenset[JobState] = frozenset({JobState.completed, JobState.failed, JobState.cancelled})
 
 
+# How RQ's job statuses read as job states (a job RQ has not started is queued).
+_RQ_STATES = {
+    JobStatus.QUEUED: JobState.queued,
+    JobStatus.DEFERRED: JobState.queued,
+    JobStatus.SCHEDULED: JobState.queued,
+    JobStatus.STARTED: JobState.running,
+    JobStatus.FINISHED: JobState.completed,
+    JobStatus.FAILED: JobState.failed,
+    JobStatus.STOPPED: JobState.cancelled,
+    JobStatus.CANCELED: JobState.cancelled,
+}
+
+
 def redis_connection(settings: Settings) -> Redis:
     return Redis.from_url(settings.redis_url)
 
 
 def get_queue(name: QueueName, connection: Redis) -> Queue:
     return Queue(name.value, connection=connection)
+
+
+def enqueue(connection: Redis, queue: QueueName, function: Callable[..., Any], *args: Any, job_id: str,
+            timeout_s: int | None, keep_s: int, retries: int = 0, meta: dict[str, Any] | None = None,
+            description: str | None = None) -> Job:
+    """Put ``function(*args)`` on ``queue`` as job ``job_id``.
+
+    ``timeout_s``: RQ stops the job after this long (``None``: never, for jobs that checkpoint and resume).
+    ``keep_s``: how long its result, or its failure, stays readable. ``retries``: RQ runs a failed job again
+    up to this many times (only for jobs that are idempotent).
+    """
+    return get_queue(queue, connection).enqueue(
+        function, *args, job_id=job_id, job_timeout=-1 if timeout_s is None else timeout_s, result_ttl=keep_s,
+        failure_ttl=keep_s, retry=Retry(max=retries) if retries else None, meta=meta or {},
+        description=description,
+    )
+
+
+def fetch_job(connection: Redis, job_id: str) -> Job | None:
+    try:
+        return Job.fetch(job_id, connection=connection)
+    except NoSuchJobError:
+        return None
+
+
+def job_state(job: Job) -> JobState:
+    """The job's state from RQ's status, as last read (no round trip)."""
+    status = job.get_status(refresh=False)
+    return _RQ_STATES.get(status, JobState.queued) if status is not None else JobState.queued
 
 
 def report_progress(**progress: Any) -> None:

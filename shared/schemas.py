@@ -6,10 +6,27 @@ The JSON Schema files under ``shared/jsonschema/`` are generated from these clas
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from enum import StrEnum
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
+
+DATASET_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+INVALID_DATASET = "invalid dataset name: use 1-64 of a-z 0-9 . _ - starting with a letter or digit"
+
+
+def check_dataset_name(name: str) -> str:
+    """``name`` if it is a valid dataset name, else ValueError with :data:`INVALID_DATASET`."""
+    if not DATASET_NAME.match(name):
+        raise ValueError(INVALID_DATASET)
+    return name
+
+
+# A dataset name in any request (body, path, query, form): every service answers 422 with INVALID_DATASET.
+DatasetName = Annotated[str, AfterValidator(check_dataset_name), WithJsonSchema(
+    {"type": "string", "pattern": DATASET_NAME.pattern, "minLength": 1, "maxLength": 64})]
 
 
 class HarvestStatus(StrEnum):

@@ -16,7 +16,7 @@ from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from shared.schemas import TaxonLevel
+from shared.schemas import DatasetName, TaxonLevel
 
 
 class Backbone(StrEnum):
@@ -67,7 +67,7 @@ class SplitFractions(_Frozen):
 
 
 class DataConfig(_Frozen):
-    dataset: str = Field(min_length=1, max_length=64, description="manifest dataset name")
+    dataset: DatasetName = Field(description="manifest dataset name")
     manifest_version: int | None = Field(
         default=None, ge=1, description="exact manifest version; None = the latest, pinned when the job is accepted"
     )

@@ -5,15 +5,15 @@ get ``excluded_reason`` (plus ``irrelevant_score`` and ``duplicate_of``), and a 
 reason and by domain. The decision is recomputed from the current blacklist, labels and rules on every
 run, so removing a domain from the blacklist puts its rows back in the next curation.
 
-``run_curation`` is the RQ job (queue ``curate``); its state lives in the job and, durably, in
-``curation/runs/<id>.json``.
+``services.curator.jobs.run_curation`` runs ``curate`` as an RQ job (queue ``curate``); its state lives in the job
+and, durably, in ``curation/runs/<id>.json``.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -277,28 +277,7 @@ def load_worker_gate(store: ObjectStore, settings: Settings) -> RelevanceGate:
     return gate_in_force(store, gate)
 
 
-def run_curation(curation_id: str) -> dict[str, Any]:
-    """The RQ job: curate the version named in ``curation/runs/<id>.json`` and write a new version."""
-    settings = get_settings()
-    store = ObjectStore.from_settings(settings)
-    run = load_run(store, curation_id)
-    if run is None:
-        raise LookupError(f"curation {curation_id} has no run record")
-    run.state = JobState.running
-    save_run(store, run)
-    try:
-        report, version = _curate(store, run)
-    except Exception as exc:
-        run.state, run.error, run.finished_at = JobState.failed, f"{type(exc).__name__}: {exc}", datetime.now(UTC)
-        save_run(store, run)
-        raise
-    run.state, run.report, run.output_version, run.finished_at = (JobState.completed, report, version,
-                                                                  datetime.now(UTC))
-    save_run(store, run)
-    return run.model_dump(mode="json")
-
-
-def _curate(store: ObjectStore, run: CurationRun) -> tuple[CurationReport, int]:
+def curate(store: ObjectStore, run: CurationRun) -> tuple[CurationReport, int]:
     from services.curator.core.config import get_curator_settings
 
     manifests = ManifestStore(store)

@@ -3,23 +3,17 @@ filter, duplicates and curated manifest versions. ``uvicorn services.curator.mai
 
 from __future__ import annotations
 
-import logging
-
 from fastapi import FastAPI
 
-from services.curator.api.deps import ERROR_RESPONSES
 from services.curator.api.routes import blacklist, curations, domains, filter, labels
-from shared.api import client_lifespan, health_router, operation_id
-
-logger = logging.getLogger(__name__)
+from shared.api import service_app
 
 
 def create_app() -> FastAPI:
-    app = FastAPI(title="sporeprint curator", lifespan=client_lifespan, generate_unique_id_function=operation_id)
-    app.include_router(health_router)
-    for module in (blacklist, domains, labels, curations, filter):
-        app.include_router(module.router, responses=ERROR_RESPONSES)
-    return app
+    return service_app("curator", (blacklist.router, domains.router, labels.router, curations.router, filter.router),
+                       summary="Score source domains, keep the blacklist, review samples, filter irrelevant images.",
+                       responses={400: "a refused value (the detail says which)", 401: "missing API token",
+                                  403: "invalid API token", 404: "not found", 409: "conflicts with the current state"})
 
 
 app = create_app()

@@ -1,4 +1,5 @@
-"""RQ job functions of the downloader (queue ``harvest``)."""
+"""The downloader's long job on the RQ queue ``harvest``: ``submit_harvest`` (routes) and ``run_harvest`` (the
+worker). A harvest has no time limit: it checkpoints, and a retry or a resume continues where it stopped."""
 
 from __future__ import annotations
 
@@ -9,13 +10,16 @@ import time
 import uuid
 from typing import Any
 
+from redis import Redis
+from rq.job import Job
+
 from services.downloader.core.config import DownloaderSettings, get_downloader_settings
 from services.downloader.harvest.blacklist import load_blacklist
 from services.downloader.harvest.control import HarvestControl
 from services.downloader.harvest.engine import Harvester, HarvestHooks
 from services.downloader.harvest.loop import run_event_loop
-from services.downloader.harvest.state import HarvestState
-from shared.queue import redis_connection, report_progress
+from services.downloader.harvest.state import HarvestRequest, HarvestState
+from shared.queue import QueueName, enqueue, redis_connection, report_progress
 from shared.settings import Settings, get_settings
 from shared.storage import ObjectStore
 
@@ -24,6 +28,20 @@ logger = logging.getLogger(__name__)
 
 class HarvestBusy(RuntimeError):
     """Another worker holds the harvest's lease."""
+
+
+KEEP_SECONDS = 7 * 24 * 3600  # a harvest job's result or failure stays readable for a week
+
+
+def submit_harvest(connection: Redis, request: HarvestRequest, retries: int) -> Job:
+    """Queue (another attempt at) the harvest; its control record names the job now in charge."""
+    control = HarvestControl(connection, request.id)
+    attempt = control.next_attempt()
+    job = enqueue(connection, QueueName.harvest, run_harvest, request.id, job_id=f"{request.id}-{attempt}",
+                  timeout_s=None, keep_s=KEEP_SECONDS, retries=retries,
+                  description=f"harvest {request.dataset} v{request.version}")
+    control.set_job(job.id)
+    return job
 
 
 def run_harvest(harvest_id: str) -> dict[str, Any]:

@@ -1,20 +1,18 @@
-"""The downloader service: import sources into manifests, run harvests on the ``harvest`` queue."""
+"""The downloader service: import sources into manifests, run harvests on the ``harvest`` queue.
+``uvicorn services.downloader.main:app --port 8001``."""
 
 from __future__ import annotations
 
 from fastapi import FastAPI
 
 from services.downloader.api.routes import harvests, manifests
-from shared.api import client_lifespan, health_router, operation_id
+from shared.api import service_app
 
 
 def create_app() -> FastAPI:
-    app = FastAPI(title="sporeprint downloader", version="0.1.0", lifespan=client_lifespan,
-                  generate_unique_id_function=operation_id)
-    app.include_router(health_router)
-    app.include_router(manifests.router)
-    app.include_router(harvests.router)
-    return app
+    return service_app("downloader", (manifests.router, harvests.router),
+                       summary="Import image sources into versioned manifests; harvest their images into S3.",
+                       responses={401: "missing API token", 403: "invalid API token"})
 
 
 app = create_app()

@@ -16,11 +16,11 @@ from services.inference.core.config import InferenceSettings
 from services.inference.fetch import fetch_photo
 from services.inference.heatmap import overlay_png
 from services.inference.images import decode_for_model
-from services.inference.metrics import ServiceMetrics
+from services.inference.metrics import InferenceMetrics
 from services.inference.model import ServedModel
 from services.inference.relevance import GateHolder
-from services.inference.watcher import ModelWatcher
 from services.inference.schemas import Prediction
+from services.inference.watcher import ModelWatcher
 from shared.relevance.stats import FEATURE_NAMES, image_features
 
 logger = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ class Judged:
 
 class Predictor:
     def __init__(self, settings: InferenceSettings, watcher: ModelWatcher, batcher: DynamicBatcher,
-                 session: Any, gate: GateHolder | None, metrics: ServiceMetrics) -> None:
+                 session: Any, gate: GateHolder | None, metrics: InferenceMetrics) -> None:
         self.settings = settings
         self.watcher = watcher
         self.batcher = batcher

@@ -96,8 +96,6 @@ class ModelInfo(BaseModel):
     refused: RefusedModel | None = None
 
 
-class Health(BaseModel):
-    status: str = "ok"
 
 
 class Readiness(BaseModel):

@@ -1,8 +1,11 @@
-"""Training jobs on the RQ queue ``train``: ids, enqueueing, state, logs, cancellation and sweeps (Redis side).
+"""Training jobs on the RQ queue ``train``: ``submit_training`` (routes) and ``run_training`` (the worker), and
+around them ids, state, logs, cancellation and sweeps.
 
 A job's id is also its model id (``models/<id>/``), so a job can always be found in the registry, even after
-Redis has forgotten it. The worker writes progress into ``job.meta["progress"]`` and its log lines into a
-capped Redis list that the API tails.
+Redis has forgotten it. The job writes progress into ``job.meta["progress"]`` and its log lines into a
+capped Redis list that the API tails. ``run_training`` is a thin entry point: settings, progress and logs
+wired to the RQ job, then services.trainer.task does the work (TensorFlow loads in the work horse only). A job
+that raises is marked failed by RQ, and its model card says why.
 """
 
 from __future__ import annotations
@@ -10,16 +13,31 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from redis import Redis
+from rq import get_current_job
 from rq.command import send_stop_job_command
-from rq.exceptions import InvalidJobOperation, NoSuchJobError
+from rq.exceptions import InvalidJobOperation
 from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 
-from shared.queue import TERMINAL_STATES, JobState, QueueName, get_queue
+from shared.queue import (
+    TERMINAL_STATES,
+    JobState,
+    QueueName,
+    enqueue,
+    fetch_job,
+    get_queue,
+    job_state,
+    report_progress,
+)
+from shared.registry import ModelRegistry, ModelStatus
+from shared.settings import get_settings
+from shared.storage import ObjectStore
 from shared.training import TrainingJobSpec
 
 logger = logging.getLogger(__name__)
@@ -27,18 +45,6 @@ logger = logging.getLogger(__name__)
 KEY_PREFIX = "sporeprint:trainer"
 LOG_LINES = 500
 KEEP_SECONDS = 30 * 24 * 3600  # finished and failed jobs stay visible for a month
-
-
-_RQ_STATES = {
-    JobStatus.QUEUED: JobState.queued,
-    JobStatus.DEFERRED: JobState.queued,
-    JobStatus.SCHEDULED: JobState.queued,
-    JobStatus.STARTED: JobState.running,
-    JobStatus.FINISHED: JobState.completed,
-    JobStatus.FAILED: JobState.failed,
-    JobStatus.STOPPED: JobState.cancelled,
-    JobStatus.CANCELED: JobState.cancelled,
-}
 
 
 class JobNotFound(LookupError):
@@ -68,30 +74,90 @@ def sweep_key(sweep_id: str) -> str:
 SWEEP_INDEX = f"{KEY_PREFIX}:sweeps"
 
 
-def enqueue_training(connection: Redis, spec: TrainingJobSpec, job_timeout: int, job_id: str | None = None) -> Job:
+def submit_training(connection: Redis, spec: TrainingJobSpec, timeout_s: int, job_id: str | None = None) -> Job:
     """Put a pinned spec on the ``train`` queue; the job id is the future model id."""
     if spec.data.manifest_version is None:
         raise ValueError("pin the manifest version before enqueueing")
     job_id = job_id or new_job_id()
-    queue = get_queue(QueueName.train, connection)
-    return queue.enqueue(
-        "services.trainer.worker.run_training_job", job_id, spec.model_dump(mode="json"),
-        job_id=job_id, job_timeout=job_timeout, result_ttl=KEEP_SECONDS, failure_ttl=KEEP_SECONDS,
+    return enqueue(
+        connection, QueueName.train, run_training, job_id, spec.model_dump(mode="json"),
+        job_id=job_id, timeout_s=timeout_s, keep_s=KEEP_SECONDS,
         meta={"spec": spec.model_dump(mode="json"), "progress": {"stage": "queued"}},
         description=spec.name or f"train {spec.backbone.name.value} on {spec.data.dataset}",
     )
 
 
-def fetch(connection: Redis, job_id: str) -> Job:
+class RedisLogHandler(logging.Handler):
+    """Appends the job's log lines to a capped Redis list, so that ``GET /jobs/{id}`` can show a tail."""
+
+    def __init__(self, connection: Redis, key: str) -> None:
+        super().__init__(logging.INFO)
+        self.connection = connection
+        self.key = key
+        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not record.name.startswith(("services", "shared")):
+            return
+        try:
+            line = self.format(record)
+            pipe = self.connection.pipeline()
+            pipe.rpush(self.key, line)
+            pipe.ltrim(self.key, -LOG_LINES, -1)
+            pipe.execute()
+        except Exception:  # noqa: BLE001 - logging must never break training
+            self.handleError(record)
+
+
+def run_training(model_id: str, spec_data: dict[str, Any]) -> dict[str, Any]:
+    """The RQ job: train ``spec_data`` into model ``model_id``."""
+    settings = get_settings()
+    spec = TrainingJobSpec.model_validate(spec_data)
+    job = get_current_job()
+    connection: Redis | None = job.connection if job is not None else None
+    handler = RedisLogHandler(connection, log_key(model_id)) if connection is not None else None
+    root = logging.getLogger()
+    if handler is not None:
+        root.addHandler(handler)
+    if root.level > logging.INFO:
+        root.setLevel(logging.INFO)
+    store = ObjectStore.from_settings(settings)
+    started = time.monotonic()
+
+    def canceled() -> bool:
+        return bool(connection is not None and connection.exists(cancel_key(model_id)))
+
+    from services.trainer.task import TrainingRun  # TensorFlow loads in the work horse only
+
+    run = TrainingRun(spec, model_id, store, Path(settings.work_dir), progress=report_progress,
+                      cancel_requested=canceled, job_id=job.id if job is not None else model_id)
     try:
-        return Job.fetch(job_id, connection=connection)
-    except NoSuchJobError:
-        raise JobNotFound(job_id) from None
+        logger.info("training job %s: %s", model_id, spec.name or spec.backbone.name.value)
+        card = run.run()
+    except BaseException as exc:
+        logger.exception("training job %s failed", model_id)
+        message = f"{type(exc).__name__}: {exc}"
+        report_progress(stage="failed", error=message)
+        try:
+            ModelRegistry(store).save_card(run.card(ModelStatus.failed, error=message))
+        except Exception:  # noqa: BLE001 - the job failure below is what matters
+            logger.exception("could not mark model %s failed", model_id)
+        raise
+    finally:
+        if handler is not None:
+            root.removeHandler(handler)
+    return {"model_id": card.model_id, "metrics": card.metrics, "seconds": time.monotonic() - started}
+
+
+def fetch(connection: Redis, job_id: str) -> Job:
+    job = fetch_job(connection, job_id)
+    if job is None:
+        raise JobNotFound(job_id)
+    return job
 
 
 def state_of(job: Job) -> JobState:
-    status = job.get_status(refresh=False)
-    return _RQ_STATES.get(status, JobState.queued) if status is not None else JobState.queued
+    return job_state(job)
 
 
 def log_tail(connection: Redis, job_id: str, lines: int = 50) -> list[str]:

@@ -1,20 +1,19 @@
-"""The trainer service: training jobs and sweeps on the ``train`` queue, and the model registry."""
+"""The trainer service: training jobs and sweeps on the ``train`` queue, and the model registry.
+``uvicorn services.trainer.main:app --port 8003``."""
 
 from __future__ import annotations
 
 from fastapi import FastAPI
 
 from services.trainer.api.routes import jobs, models, presets, sweeps
-from shared.api import client_lifespan, health_router, operation_id
+from shared.api import service_app
 
 
 def create_app() -> FastAPI:
-    app = FastAPI(title="sporeprint trainer", version="0.1.0", lifespan=client_lifespan,
-                  generate_unique_id_function=operation_id)
-    app.include_router(health_router)
-    for module in (jobs, sweeps, models, presets):
-        app.include_router(module.router)
-    return app
+    return service_app("trainer", (jobs.router, sweeps.router, models.router, presets.router),
+                       summary="Training jobs and sweeps on the GPU queue, and the model registry with lineage.",
+                       responses={401: "missing API token", 403: "invalid API token", 404: "not found",
+                                  409: "the job or model cannot do that now"})
 
 
 app = create_app()

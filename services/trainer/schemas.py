@@ -116,18 +116,3 @@ class SweepOut(BaseModel):
 class PresetOut(BaseModel):
     name: str
     description: str
-
-
-class ErrorOut(BaseModel):
-    """An error: a fixed message (prefix) as a string, or FastAPI's list of field errors for a malformed body."""
-
-    detail: str | list[dict[str, Any]]
-
-
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorOut, "description": description}
-    for code, description in (
-        (401, "missing API token"), (403, "invalid API token"), (404, "not found"),
-        (409, "the job or model cannot do that now"), (422, "invalid spec, or a manifest that cannot satisfy it"),
-    )
-}

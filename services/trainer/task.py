@@ -2,7 +2,7 @@
 -> registry.
 
 Shaped like a tensorflow/models task (build_inputs, build_model, fit, evaluate), with a thin entry point
-(``services.trainer.worker.run_training_job``). Every epoch the full model (weights + optimizer state) and a
+(``services.trainer.jobs.run_training``). Every epoch the full model (weights + optimizer state) and a
 small state file go to ``models/<id>/checkpoint/``; a run that finds them resumes after the last finished
 epoch, so a killed worker costs at most one epoch.
 

@@ -22,6 +22,7 @@ class CuratorSettings(BaseSettings):
     duplicate_distance: int = Field(default=4, ge=0, le=32, description="max Hamming distance of 64-bit pHashes")
     fetch_concurrency: int = Field(default=8, ge=1, le=64)
     sample_max: int = Field(default=200, ge=1)
+    curation_timeout_s: int = Field(default=6 * 3600, ge=60, description="RQ stops a curation running longer")
 
 
 @lru_cache

@@ -7,8 +7,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from services.inference.core.config import InferenceSettings, get_inference_settings
-from services.inference.metrics import ServiceMetrics
 from services.inference.predictor import Predictor
+from shared.api import SettingsDep
 
 
 def get_predictor(request: Request) -> Predictor:
@@ -16,11 +16,8 @@ def get_predictor(request: Request) -> Predictor:
     return predictor
 
 
-def get_metrics(request: Request) -> ServiceMetrics:
-    metrics: ServiceMetrics = request.app.state.metrics
-    return metrics
-
-
 PredictorDep = Annotated[Predictor, Depends(get_predictor)]
-MetricsDep = Annotated[ServiceMetrics, Depends(get_metrics)]
 InferenceSettingsDep = Annotated[InferenceSettings, Depends(get_inference_settings)]
+
+# the shared dependencies are re-exported: routes import every dependency from here
+__all__ = ["InferenceSettingsDep", "PredictorDep", "SettingsDep", "get_predictor"]

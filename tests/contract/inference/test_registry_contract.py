@@ -15,7 +15,7 @@ import jsonschema
 import numpy as np
 import pytest
 
-from services.inference.core.model import ModelRefused, load_served_model
+from services.inference.model import ModelRefused, load_served_model
 from shared.registry import PROMOTED_KEY, ClassLabel, ModelCard, ModelRegistry, ModelStatus, model_key
 from shared.storage import ObjectStore
 

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from fixtureweb import SpeciesCatalog
-from services.inference.core.model import load_served_model
+from services.inference.model import load_served_model
 from services.trainer.synthetic import write_synthetic_manifest
 from services.trainer.task import TrainingRun
 from shared.processes import ManagedProcess

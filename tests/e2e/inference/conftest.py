@@ -287,7 +287,7 @@ class Reference:
         self.scorer = openset.load_scorer(model.bank)
 
     def _read(self, data: bytes) -> tuple[np.ndarray, np.ndarray]:
-        from services.inference.core.images import decode_for_model
+        from services.inference.images import decode_for_model
 
         image, _ = decode_for_model(data, IMAGE_SIZE, 10**9, 10**9)
         features, logits = self.model(image[None], training=False)

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from fixtureweb.web import FixtureWebInfo
-from services.inference.core.answers import UNCERTAIN, best_genus
-from services.inference.core.fetch import URL_REFUSED
-from services.inference.core.predictor import NO_MODEL
+from services.inference.answers import UNCERTAIN, best_genus
+from services.inference.fetch import URL_REFUSED
+from services.inference.predictor import NO_MODEL
 from shared.stack import StackState
 from tests.e2e.inference.conftest import (
     CATALOG,

@@ -14,9 +14,9 @@ from fixtureweb.irrelevant import IrrelevantKind
 from fixtureweb.web import FixtureWebInfo
 from services.inference.api.body import BAD_MULTIPART, TOO_MANY_FILES
 from services.inference.api.routes.predict import BAD_JSON, NO_FILE, NO_FILES, UNSUPPORTED_MEDIA
-from services.inference.core.answers import NOT_A_MUSHROOM
-from services.inference.core.fetch import URL_FETCH_FAILED, URL_REFUSED
-from services.inference.core.images import (
+from services.inference.answers import NOT_A_MUSHROOM
+from services.inference.fetch import URL_FETCH_FAILED, URL_REFUSED
+from services.inference.images import (
     EMPTY_UPLOAD,
     NOT_AN_IMAGE,
     TOO_MANY_PIXELS,

@@ -44,10 +44,9 @@ def routes(service: str) -> set[str]:
             segments.add(prefix.group(1))
         else:
             segments |= set(re.findall(r'@router\.\w+\(\s*"/([^"/{]*)', text))
-    # routers the service mounts from shared/api.py (the health route every service shares)
-    shared_api = (ROOT / "shared" / "api.py").read_text()
-    for name in re.findall(r"include_router\((\w+_router)\)", (ROOT / "services" / service / "main.py").read_text()):
-        segments |= set(re.findall(rf'@{name}\.\w+\(\s*"/([^"/{{]*)', shared_api))
+    # every service is built by shared.api.service_app, which mounts its health router (/health, /metrics)
+    assert "service_app(" in (ROOT / "services" / service / "main.py").read_text()
+    segments |= set(re.findall(r'@health_router\.\w+\(\s*"/([^"/{]*)', (ROOT / "shared" / "api.py").read_text()))
     return segments
 
 

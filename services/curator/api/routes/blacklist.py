@@ -3,26 +3,19 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Response, status
-from pydantic import BaseModel, ConfigDict, Field
 
 from services.curator.api.deps import StoreDep
 from services.curator.blacklist import BlacklistChange, BlacklistStore, EntryNotFound
-from shared.storage import TooMuchContention
+from services.curator.schemas import BlacklistPut
 from shared.auth import TokenDep
 from shared.curation import Blacklist, BlacklistEntry, InvalidEntry
+from shared.storage import TooMuchContention
 
 router = APIRouter(prefix="/blacklist", tags=["blacklist"])
 
 INVALID_ENTRY = "invalid blacklist entry: give a domain (example.org) or a domain/path-prefix (example.org/images/)"
 ENTRY_NOT_FOUND = "blacklist entry not found"
 CONTENTION = "the blacklist changed too often while updating; retry"
-
-
-class BlacklistPut(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    reason: str = Field(min_length=1, max_length=500)
-    actor: str = Field(default="api", min_length=1, max_length=100, description="who makes the change")
 
 
 @router.get("", response_model=Blacklist)

@@ -4,50 +4,25 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any
 
 from fastapi import APIRouter, HTTPException, status
-from pydantic import BaseModel, ConfigDict, Field
-from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
 from services.curator.api.deps import CuratorSettingsDep, ManifestsDep, RedisDep, StoreDep, resolve_version
 from services.curator.curation import (
     CURATION_ID,
-    CurationReport,
     CurationRules,
     CurationRun,
     load_run,
-    run_curation,
-    save_run,
 )
+from services.curator.jobs import submit_curation
+from services.curator.schemas import CurationRequest, CurationStatus
 from shared.auth import TokenDep
-from shared.queue import JobState, QueueName, get_queue
+from shared.queue import JobState, fetch_job
 
 router = APIRouter(prefix="/curations", tags=["curations"])
 
 CURATION_NOT_FOUND = "curation not found"
-
-
-class CurationRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    dataset: str
-    version: int | None = Field(default=None, ge=1, description="default: the latest version")
-    rules: CurationRules | None = None
-
-
-class CurationStatus(BaseModel):
-    id: str
-    dataset: str
-    version: int
-    rules: CurationRules
-    state: JobState
-    job_status: str | None
-    progress: dict[str, Any]
-    output_version: int | None
-    report: CurationReport | None
-    error: str | None
 
 
 @router.post("", response_model=CurationStatus, status_code=status.HTTP_202_ACCEPTED)
@@ -58,9 +33,7 @@ def create_curation(body: CurationRequest, store: StoreDep, manifests: Manifests
                                         min_side=defaults.min_side, duplicate_distance=defaults.duplicate_distance)
     run = CurationRun(id=uuid.uuid4().hex[:16], dataset=body.dataset, version=version, rules=rules,
                       state=JobState.queued, created_at=datetime.now(UTC))
-    save_run(store, run)  # before enqueueing: the job reads its request from here
-    get_queue(QueueName.curate, redis).enqueue(run_curation, run.id, job_id=run.id, job_timeout=6 * 3600,
-                                               result_ttl=7 * 86400, failure_ttl=7 * 86400)
+    submit_curation(redis, store, run, defaults.curation_timeout_s)
     return _status(run, None)
 
 
@@ -71,11 +44,7 @@ def get_curation(curation_id: str, store: StoreDep, redis: RedisDep) -> Curation
     run = load_run(store, curation_id)
     if run is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, CURATION_NOT_FOUND)
-    try:
-        job: Job | None = Job.fetch(curation_id, connection=redis)
-    except NoSuchJobError:
-        job = None
-    return _status(run, job)
+    return _status(run, fetch_job(redis, curation_id))
 
 
 def _status(run: CurationRun, job: Job | None) -> CurationStatus:

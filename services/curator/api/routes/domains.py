@@ -3,44 +3,30 @@
 from __future__ import annotations
 
 import secrets
-from enum import StrEnum
 from typing import Annotated
 
 import pyarrow.compute as pc
 from fastapi import APIRouter, HTTPException, Query, Response, status
-from pydantic import BaseModel
 
 from services.curator.analysis import read_cache
 from services.curator.api.deps import CuratorSettingsDep, ManifestsDep, SettingsDep, StoreDep, resolve_version
-from services.curator.domain_scores import DomainRules, DomainScore, score_version
+from services.curator.domain_scores import DomainRules, score_version
 from services.curator.filter.learned import CACHE_SCORE_COLUMNS, cache_irrelevant_scores
 from services.curator.labels import LabelStore
 from services.curator.review import DomainSample, SampleImage, contact_sheet, review_page, sample_rows
+from services.curator.schemas import DomainReport, SampleFormat
 from shared.relevance.store import load_probe
+from shared.schemas import DatasetName
 
 router = APIRouter(prefix="/domains", tags=["domains"])
 
 NO_IMAGES = "no harvested images of this domain in the manifest version"
 
 
-class DomainReport(BaseModel):
-    dataset: str
-    version: int
-    rows: int
-    rules: DomainRules
-    domains: list[DomainScore]
-
-
-class SampleFormat(StrEnum):
-    json = "json"
-    png = "png"
-    html = "html"
-
-
 @router.get("", response_model=DomainReport)
 def list_domains(
     store: StoreDep, manifests: ManifestsDep, defaults: CuratorSettingsDep, settings: SettingsDep,
-    dataset: str, version: Annotated[int | None, Query(ge=1)] = None,
+    dataset: DatasetName, version: Annotated[int | None, Query(ge=1)] = None,
     min_scored: Annotated[int | None, Query(ge=1)] = None,
     blacklist_lower: Annotated[float | None, Query(ge=0, le=1)] = None,
     review_upper: Annotated[float | None, Query(ge=0, le=1)] = None,
@@ -62,7 +48,7 @@ def list_domains(
             responses={200: {"content": {"image/png": {}, "text/html": {}}}})
 def domain_sample(
     domain: str, store: StoreDep, manifests: ManifestsDep, defaults: CuratorSettingsDep, settings: SettingsDep,
-    dataset: str, version: Annotated[int | None, Query(ge=1)] = None,
+    dataset: DatasetName, version: Annotated[int | None, Query(ge=1)] = None,
     n: Annotated[int, Query(ge=1)] = 24, seed: Annotated[int | None, Query(ge=0)] = None,
     format: SampleFormat = SampleFormat.json,
 ) -> DomainSample | Response:

@@ -3,24 +3,16 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, status
-from pydantic import BaseModel, ConfigDict, Field
 
 from services.curator.api.deps import ManifestsDep, SettingsDep, StoreDep, resolve_version
-from services.curator.filter.learned import PROBE_L2, FilterStatus
+from services.curator.filter.learned import FilterStatus
 from services.curator.filter.training import NotEnoughLabels, retrain
+from services.curator.schemas import TrainRequest
 from shared.auth import TokenDep
 from shared.relevance.probe import RelevanceProbe
 from shared.relevance.store import load_probe
 
 router = APIRouter(prefix="/filter", tags=["filter"])
-
-
-class TrainRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    dataset: str
-    threshold: float = Field(default=0.5, ge=0, le=1, description="irrelevant above: for the held-out figures")
-    l2: float = Field(default=PROBE_L2, gt=0, le=100, description="the probe's L2 penalty (pulls it to zero-shot)")
 
 
 @router.get("", response_model=FilterStatus)

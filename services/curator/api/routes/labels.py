@@ -10,37 +10,17 @@ from typing import Annotated
 import pyarrow as pa
 import pyarrow.compute as pc
 from fastapi import APIRouter, HTTPException, Query, status
-from pydantic import BaseModel, ConfigDict, Field
 
 from services.curator.api.deps import ManifestsDep, StoreDep, resolve_version
-from services.curator.labels import Label, LabelStore, StoredLabel
+from services.curator.labels import LabelStore, StoredLabel
+from services.curator.schemas import LabelRequest, LabelResult
 from shared.auth import TokenDep
+from shared.schemas import DatasetName
 
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/labels", tags=["labels"])
 
 UNKNOWN_IMAGE = "label for an unknown image_id"
-
-
-class ImageLabel(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    image_id: str = Field(min_length=1, max_length=200)
-    label: Label
-
-
-class LabelRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    dataset: str
-    version: int | None = Field(default=None, ge=1, description="the version the images are in (default latest)")
-    labels: list[ImageLabel] = Field(min_length=1, max_length=5000)
-    actor: str = Field(default="api", min_length=1, max_length=100)
-
-
-class LabelResult(BaseModel):
-    stored: int
-    total_labelled: int
 
 
 @router.post("", response_model=LabelResult)
@@ -63,7 +43,7 @@ def post_labels(body: LabelRequest, store: StoreDep, manifests: ManifestsDep, _:
 
 
 @router.get("", response_model=list[StoredLabel])
-def list_labels(store: StoreDep, dataset: Annotated[str | None, Query()] = None,
+def list_labels(store: StoreDep, dataset: Annotated[DatasetName | None, Query()] = None,
                 domain: Annotated[str | None, Query()] = None) -> list[StoredLabel]:
     return [item for item in LabelStore(store).all().values()
             if (dataset is None or item.dataset == dataset) and (domain is None or item.domain == domain)]

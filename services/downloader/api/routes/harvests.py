@@ -8,18 +8,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, status
-from rq import Retry
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
 from services.downloader.api.deps import DownloaderSettingsDep, ManifestsDep, RedisDep, StoreDep
 from services.downloader.harvest.control import HarvestControl
 from services.downloader.harvest.state import HarvestOutcome, HarvestRequest, HarvestState
-from services.downloader.jobs import run_harvest
-from services.downloader.models import HarvestCreate, HarvestView
+from services.downloader.jobs import submit_harvest
+from services.downloader.schemas import HarvestCreate, HarvestView
 from shared.auth import TokenDep
-from shared.manifests import ManifestError, ManifestNotFound, validate_dataset
-from shared.queue import JobState, QueueName, get_queue
+from shared.manifests import ManifestError, ManifestNotFound
+from shared.queue import JobState
 from shared.storage import ObjectStore
 
 logger = logging.getLogger(__name__)
@@ -30,20 +29,7 @@ NO_MANIFEST = "no such dataset or version"
 FINISHED = "harvest already finished"
 RUNNING = "harvest is running"
 QUEUED = "harvest is already queued"
-WEEK = 7 * 24 * 3600
 _WAITING = {JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED}
-
-
-def _enqueue(redis: RedisDep, request: HarvestRequest, retries: int) -> Job:
-    control = HarvestControl(redis, request.id)
-    attempt = control.next_attempt()
-    job = get_queue(QueueName.harvest, redis).enqueue(
-        run_harvest, request.id, job_id=f"{request.id}-{attempt}", job_timeout=-1, result_ttl=WEEK,
-        failure_ttl=WEEK, retry=Retry(max=retries) if retries else None,
-        description=f"harvest {request.dataset} v{request.version}",
-    )
-    control.set_job(job.id)
-    return job
 
 
 def _load(store: ObjectStore, harvest_id: str) -> tuple[HarvestState, HarvestRequest]:
@@ -115,7 +101,6 @@ def create(body: HarvestCreate, _: TokenDep, store: StoreDep, manifests: Manifes
            settings: DownloaderSettingsDep) -> HarvestView:
     """Harvest the images of a manifest version into object storage; returns at once with the harvest id."""
     try:
-        validate_dataset(body.dataset)
         version = body.version or manifests.latest_version(body.dataset)
         manifests.info(body.dataset, version)
     except (ManifestError, ManifestNotFound) as exc:
@@ -124,7 +109,7 @@ def create(body: HarvestCreate, _: TokenDep, store: StoreDep, manifests: Manifes
                              options=body.options, created_at=datetime.now(UTC))
     state = HarvestState(store, request.id)
     state.save_request(request)
-    _enqueue(redis, request, settings.job_retries)
+    submit_harvest(redis, request, settings.job_retries)
     logger.info("harvest %s queued: %s v%d", request.id, request.dataset, version)
     return _view(state, request, redis, settings.lease_ttl_s)
 
@@ -173,5 +158,5 @@ def resume(harvest_id: str, _: TokenDep, store: StoreDep, redis: RedisDep,
         raise HTTPException(status.HTTP_409_CONFLICT, RUNNING)
     if view.state is JobState.queued:
         raise HTTPException(status.HTTP_409_CONFLICT, QUEUED)
-    _enqueue(redis, request, settings.job_retries)
+    submit_harvest(redis, request, settings.job_retries)
     return _view(state, request, redis, settings.lease_ttl_s)

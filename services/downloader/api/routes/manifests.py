@@ -17,11 +17,11 @@ from services.downloader.api.deps import DownloaderSettingsDep, ManifestsDep
 from services.downloader.core.config import DownloaderSettings
 from services.downloader.harvest.fetch import FetchLimits, Outcome, fetch_image
 from services.downloader.importers import ImportFailed, Taxon, import_source
-from services.downloader.models import DatasetSummary, ManifestDetail
+from services.downloader.schemas import DatasetSummary, ManifestDetail
 from shared.auth import TokenDep
-from shared.manifests import ManifestError, ManifestNotFound, summary, validate_dataset
+from shared.manifests import ManifestError, ManifestNotFound, summary
 from shared.network_safety import GuardedResolver
-from shared.schemas import ManifestInfo
+from shared.schemas import DatasetName, ManifestInfo
 
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/manifests", tags=["manifests"])
@@ -72,7 +72,7 @@ async def create(
     _: TokenDep,
     manifests: ManifestsDep,
     settings: DownloaderSettingsDep,
-    dataset: Annotated[str, Form(description="dataset name: a-z 0-9 . _ -")],
+    dataset: Annotated[DatasetName, Form(description="dataset name: a-z 0-9 . _ -")],
     file: Annotated[UploadFile | None, File(description="GBIF zip, multimedia.txt or CSV")] = None,
     url: Annotated[str | None, Form(description="where to fetch the source instead of an upload")] = None,
     species: Annotated[str | None, Form(description="taxon of every row of a bare multimedia.txt")] = None,
@@ -80,10 +80,6 @@ async def create(
     family: Annotated[str | None, Form()] = None,
 ) -> ManifestInfo:
     """Import a source into a new version of ``dataset``."""
-    try:
-        validate_dataset(dataset)
-    except ManifestError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from exc
     if file is None and not url:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, NO_SOURCE)
     if file is not None and url:
@@ -117,8 +113,7 @@ NOT_FOUND_RESPONSE: dict[int | str, dict[str, Any]] = {404: {"description": "no 
 
 
 @router.get("/{dataset}", response_model=list[ManifestInfo], responses=NOT_FOUND_RESPONSE)
-def list_versions(dataset: str, manifests: ManifestsDep) -> list[ManifestInfo]:
-    _valid_or_404(dataset)
+def list_versions(dataset: DatasetName, manifests: ManifestsDep) -> list[ManifestInfo]:
     versions = manifests.versions(dataset)
     if not versions:
         raise HTTPException(status.HTTP_404_NOT_FOUND, NOT_FOUND)
@@ -126,9 +121,8 @@ def list_versions(dataset: str, manifests: ManifestsDep) -> list[ManifestInfo]:
 
 
 @router.get("/{dataset}/{version}", response_model=ManifestDetail, responses=NOT_FOUND_RESPONSE)
-def show(dataset: str, version: int, manifests: ManifestsDep) -> ManifestDetail:
+def show(dataset: DatasetName, version: int, manifests: ManifestsDep) -> ManifestDetail:
     """A version's info and summary: rows, classes, domains, licences, statuses."""
-    _valid_or_404(dataset)
     try:
         info = manifests.info(dataset, version)
         table = manifests.read(dataset, version, columns=["observation_id", "species", "domain", "license",
@@ -137,9 +131,3 @@ def show(dataset: str, version: int, manifests: ManifestsDep) -> ManifestDetail:
         raise HTTPException(status.HTTP_404_NOT_FOUND, NOT_FOUND) from exc
     return ManifestDetail(info=info, summary=summary(table))
 
-
-def _valid_or_404(dataset: str) -> None:
-    try:
-        validate_dataset(dataset)
-    except ManifestError as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, NOT_FOUND) from exc

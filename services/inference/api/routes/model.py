@@ -9,12 +9,13 @@ from fastapi import APIRouter, HTTPException
 from services.inference.api.deps import PredictorDep
 from services.inference.predictor import ModelUnavailable
 from services.inference.schemas import ModelInfo, RefusedModel
+from shared.api import error_responses
 
 router = APIRouter(prefix="/model", tags=["model"])
 
 
 @router.get("", response_model=ModelInfo,
-            responses={503: {"description": "no model is promoted yet, or it is being loaded"}})
+            responses=error_responses({503: "no model is promoted yet, or it is being loaded"}))
 def served_model(predictor: PredictorDep) -> ModelInfo:
     try:
         model = predictor.model()

@@ -8,7 +8,7 @@ import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from services.inference.api.body import MULTIPART_OVERHEAD, read_body, uploaded_files
 from services.inference.api.deps import PredictorDep
@@ -16,6 +16,7 @@ from services.inference.fetch import UrlFetchFailed, UrlRefused
 from services.inference.images import ImageRejected
 from services.inference.predictor import ModelUnavailable, Predictor
 from services.inference.schemas import BatchItem, BatchPrediction, Prediction, PredictUrl
+from shared.api import error_responses
 
 router = APIRouter(prefix="/predict", tags=["predict"])
 
@@ -84,17 +85,13 @@ async def _answer(predictor: Predictor, data: bytes | None, url: str | None, exp
         raise HTTPException(422, str(exc)) from None
 
 
-class ErrorDetail(BaseModel):
-    detail: str
-
-
 # Every answer /predict can give besides 200 and 422, documented so generated clients (and the fuzzer) know them.
-PREDICT_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorDetail, "description": "not an image, truncated, a bomb, a refused URL"},
-    413: {"model": ErrorDetail, "description": "over the upload or download size limit"},
-    415: {"model": ErrorDetail, "description": "an unsupported media type"},
-    503: {"model": ErrorDetail, "description": "no model is promoted yet, or the model is being loaded"},
-}
+PREDICT_ERRORS = error_responses({
+    400: "not an image, truncated, a bomb, a refused URL",
+    413: "over the upload or download size limit",
+    415: "an unsupported media type",
+    503: "no model is promoted yet, or the model is being loaded",
+})
 
 
 @router.post("", response_model=Prediction, openapi_extra=_PREDICT_BODY, responses=PREDICT_ERRORS)

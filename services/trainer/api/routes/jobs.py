@@ -9,14 +9,14 @@ from redis import Redis
 
 from services.trainer import jobs
 from services.trainer.api.deps import ManifestsDep, RedisDep, RegistryDep, TrainerSettingsDep
-from services.trainer.schemas import ERROR_RESPONSES, IdPath, JobAccepted, JobOut, JobSummary
+from services.trainer.schemas import IdPath, JobAccepted, JobOut, JobSummary
 from services.trainer.submission import pin_and_plan
 from shared.auth import TokenDep
 from shared.queue import JobState
 from shared.registry import ModelNotFound, ModelRegistry, ModelStatus
 from shared.training import TrainingJobSpec
 
-router = APIRouter(prefix="/jobs", tags=["jobs"], responses=ERROR_RESPONSES)
+router = APIRouter(prefix="/jobs", tags=["jobs"])
 
 JOB_NOT_FOUND = "job not found"
 JOB_CONFLICT = "job cannot do that now"
@@ -56,7 +56,7 @@ def job_view(connection: Redis, registry: ModelRegistry, job_id: str, tail: int)
 def submit(spec: TrainingJobSpec, _: TokenDep, manifests: ManifestsDep, connection: RedisDep,
            trainer: TrainerSettingsDep) -> JobAccepted:
     pinned, plan = pin_and_plan(manifests, spec)
-    job = jobs.enqueue_training(connection, pinned, trainer.job_timeout_seconds)
+    job = jobs.submit_training(connection, pinned, trainer.job_timeout_seconds)
     assert pinned.data.manifest_version is not None
     return JobAccepted(job_id=job.id, model_id=job.id, state=JobState.queued,
                        manifest_version=pinned.data.manifest_version, classes=plan.class_names,

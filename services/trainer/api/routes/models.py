@@ -8,12 +8,12 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Response, status
 
 from services.trainer.api.deps import RegistryDep, StoreDep
-from services.trainer.schemas import ERROR_RESPONSES, IdPath, ModelDetail, ModelSummary
+from services.trainer.schemas import IdPath, ModelDetail, ModelSummary
 from shared.auth import TokenDep
 from shared.registry import ModelNotFound, PromotedPointer, PromotionRefused, model_key
 from shared.storage import InvalidKey, ObjectNotFound
 
-router = APIRouter(prefix="/models", tags=["models"], responses=ERROR_RESPONSES)
+router = APIRouter(prefix="/models", tags=["models"])
 
 MODEL_NOT_FOUND = "model not found"
 ARTIFACT_NOT_FOUND = "artifact not found"

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter, HTTPException, Query, status
 
 from services.trainer.presets import PRESETS
-from services.trainer.schemas import ERROR_RESPONSES, PresetOut
+from services.trainer.schemas import PresetOut
+from shared.schemas import DatasetName
 from shared.training import TrainingJobSpec
 
-router = APIRouter(prefix="/presets", tags=["presets"], responses=ERROR_RESPONSES)
+router = APIRouter(prefix="/presets", tags=["presets"])
 
 PRESET_NOT_FOUND = "preset not found"
 
@@ -20,7 +23,7 @@ def list_presets() -> list[PresetOut]:
 
 
 @router.get("/{name}", response_model=TrainingJobSpec)
-def get_preset(name: str, dataset: str = Query(min_length=1, max_length=64),
+def get_preset(name: str, dataset: Annotated[DatasetName, Query()],
                manifest_version: int | None = Query(default=None, ge=1)) -> TrainingJobSpec:
     factory = PRESETS.get(name)
     if factory is None:

@@ -10,13 +10,13 @@ from fastapi import APIRouter, HTTPException, Response, status
 from services.trainer import evaluation, jobs
 from services.trainer.api.deps import ManifestsDep, RedisDep, RegistryDep, TrainerSettingsDep
 from services.trainer.api.routes.jobs import job_view
-from services.trainer.schemas import ERROR_RESPONSES, IdPath, SweepAccepted, SweepJob, SweepOut, SweepRow
+from services.trainer.schemas import IdPath, SweepAccepted, SweepJob, SweepOut, SweepRow
 from services.trainer.submission import pin_and_plan
 from shared.auth import TokenDep
 from shared.queue import JobState
 from shared.training import SweepSpec
 
-router = APIRouter(prefix="/sweeps", tags=["sweeps"], responses=ERROR_RESPONSES)
+router = APIRouter(prefix="/sweeps", tags=["sweeps"])
 
 SWEEP_NOT_FOUND = "sweep not found"
 
@@ -37,7 +37,7 @@ def submit_sweep(sweep: SweepSpec, _: TokenDep, manifests: ManifestsDep, connect
     for index, (overrides, spec) in enumerate(points):
         label = ", ".join(f"{path.rsplit('.', 1)[-1]}={value}" for path, value in overrides.items())
         named = spec.model_copy(update={"name": f"{sweep.name or sweep_id} [{label}]"})
-        job = jobs.enqueue_training(connection, named, trainer.job_timeout_seconds,
+        job = jobs.submit_training(connection, named, trainer.job_timeout_seconds,
                                     job_id=f"{sweep_id}-{index:02d}")
         accepted.append(SweepJob(job_id=job.id, overrides=overrides))
     jobs.save_sweep(connection, sweep_id, {

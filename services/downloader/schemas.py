@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.downloader.harvest.options import HarvestOptions
 from shared.queue import JobState
-from shared.schemas import ManifestInfo
+from shared.schemas import DatasetName, ManifestInfo
 
 
 class ImportError_(BaseModel):
@@ -34,7 +34,7 @@ class ManifestDetail(BaseModel):
 class HarvestCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    dataset: str
+    dataset: DatasetName
     version: int | None = Field(default=None, ge=1, description="default: the dataset's latest version")
     options: HarvestOptions = Field(default_factory=HarvestOptions)
 

@@ -1,19 +1,14 @@
-"""Health, readiness and Prometheus metrics."""
+"""Readiness: whether a model serves yet (``/health`` and ``/metrics`` come from the shared skeleton)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from services.inference.api.deps import MetricsDep, PredictorDep
+from services.inference.api.deps import PredictorDep
 from services.inference.predictor import NO_MODEL
-from services.inference.schemas import Health, Readiness
+from services.inference.schemas import Readiness
 
 router = APIRouter(tags=["health"])
-
-
-@router.get("/health", response_model=Health)
-def health() -> Health:
-    return Health()
 
 
 @router.get("/ready", response_model=Readiness, responses={503: {"model": Readiness}})
@@ -24,8 +19,3 @@ def ready(predictor: PredictorDep, response: Response) -> Readiness:
         response.status_code = 503
         return Readiness(ready=False, detail=NO_MODEL)
     return Readiness(ready=True, model_id=model.model_id)
-
-
-@router.get("/metrics", response_model=None, response_class=Response)
-def metrics(metrics: MetricsDep) -> Response:
-    return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
