@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from fixtureweb import SpeciesCatalog
+from fixtureweb.harvested import write_synthetic_manifest
 from services.inference.model import load_served_model
-from services.trainer.synthetic import write_synthetic_manifest
 from services.trainer.task import TrainingRun
 from shared.processes import ManagedProcess
 from shared.registry import ModelRegistry

@@ -28,7 +28,8 @@ BAD_NAME = "Not A Dataset!"
 # (method, path, JSON body or query) per service: each carries the bad dataset name in a different place.
 BAD_DATASET_REQUESTS: dict[str, list[tuple[str, str, dict[str, Any]]]] = {
     "downloader": [("GET", f"/manifests/{BAD_NAME}", {}), ("POST", "/harvests", {"json": {"dataset": BAD_NAME}})],
-    "curator": [("GET", "/domains", {"params": {"dataset": BAD_NAME}}), ("POST", "/curations", {"json": {"dataset": BAD_NAME}}),
+    "curator": [("GET", "/domains", {"params": {"dataset": BAD_NAME}}),
+                ("POST", "/curations", {"json": {"dataset": BAD_NAME}}),
                 ("GET", "/labels", {"params": {"dataset": BAD_NAME}})],
     "trainer": [("POST", "/jobs", {"json": {"data": {"dataset": BAD_NAME}}}),
                 ("GET", "/presets/demo", {"params": {"dataset": BAD_NAME}})],

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from services.trainer.synthetic import write_synthetic_manifest
+from fixtureweb.harvested import write_synthetic_manifest
 from services.trainer.task import TrainingRun
 from shared import openset
 from shared.contract import SCHEMA_DIR

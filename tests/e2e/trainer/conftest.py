@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from services.trainer.synthetic import write_synthetic_manifest
+from fixtureweb.harvested import write_synthetic_manifest
 from shared.processes import ManagedProcess, start_service
 from shared.settings import Environment, Settings
 from shared.stack import StackState

@@ -13,7 +13,11 @@ import pytest
 
 pytestmark = pytest.mark.unit
 
-SERVICES = Path(__file__).resolve().parents[3] / "services"
+ROOT = Path(__file__).resolve().parents[3]
+SERVICES = ROOT / "services"
+# Dev and test code (the fixture web, the CLI and its local stack, tests, benchmarks) is never imported by
+# production code; the contract (shared/) imports no service either.
+DEV_PACKAGES = ("fixtureweb", "sporeprint", "tests", "bench")
 
 
 def imported_names(path: Path) -> list[str]:
@@ -42,6 +46,20 @@ def test_no_service_imports_another_service() -> None:
                 parts = name.split(".")
                 if parts[0] == "services" and len(parts) > 1 and parts[1] != service:
                     crossings.append(f"{path.relative_to(SERVICES.parent)} imports {name}")
+    assert not crossings, "\n".join(crossings)
+
+
+def crossings_into(root: Path, forbidden: tuple[str, ...]) -> list[str]:
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        for name in imported_names(path):
+            if name.split(".")[0] in forbidden:
+                found.append(f"{path.relative_to(ROOT)} imports {name}")
+    return found
+
+
+def test_production_code_imports_no_dev_or_test_code() -> None:
+    crossings = crossings_into(SERVICES, DEV_PACKAGES) + crossings_into(ROOT / "shared", ("services", *DEV_PACKAGES))
     assert not crossings, "\n".join(crossings)
 
 
