@@ -6,7 +6,7 @@ from uuid import uuid4
 import httpx
 import pytest
 
-from shared.storage import InvalidKey, ObjectNotFound, ObjectStore, PreconditionFailed
+from shared.storage import KEEP, InvalidKey, ObjectNotFound, ObjectStore, PreconditionFailed, TooMuchContention
 from tests.conftest import make_settings
 
 pytestmark = pytest.mark.e2e
@@ -71,6 +71,41 @@ def test_concurrent_increments_lose_no_update(store: ObjectStore) -> None:
     final = store.read_pointer(key)
     assert final is not None and final.value["n"] == 40
     assert conflicts > 0  # the writers really raced
+
+
+def test_update_applies_every_concurrent_change_once(store: ObjectStore) -> None:
+    key = "curation/tally.json"
+    calls = []
+
+    def add(name: str) -> None:
+        def change(value: dict | None) -> dict:
+            calls.append(name)
+            names = (value or {"names": []})["names"]
+            return {"names": [*names, name]}
+
+        store.update(key, change)
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(add, [f"w{i}" for i in range(32)]))
+    final = store.read_pointer(key)
+    assert final is not None and sorted(final.value["names"]) == sorted(f"w{i}" for i in range(32))
+    assert len(calls) > 32  # some changes lost a race and were applied again, on the value then current
+
+
+def test_update_keeps_an_object_when_asked_and_gives_up_under_endless_contention(store: ObjectStore) -> None:
+    key = "curation/kept.json"
+    assert store.update(key, lambda value: KEEP) is None and not store.exists(key)
+    store.update(key, lambda value: {"version": 3})
+    assert store.update(key, lambda value: KEEP if value and value["version"] >= 2 else {"version": 2}) == \
+        {"version": 3}
+
+    def always_overtaken(value: dict | None) -> dict:  # another writer lands between every read and write
+        store.put_json(key, {"version": (value or {"version": 0})["version"] + 100})
+        return {"version": -1}
+
+    with pytest.raises(TooMuchContention):
+        store.update(key, always_overtaken, attempts=3)
+    assert store.get_json(key)["version"] > 3
 
 
 def test_the_local_stack_holds_many_buckets_with_data(stack) -> None:
