@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from shared.manifests import ManifestStore
+from shared.schemas import INVALID_DATASET
 
 pytestmark = pytest.mark.e2e
 
@@ -115,8 +116,8 @@ def test_bad_input(curator, harvest_builder, small_web) -> None:
     cases = [
         (curator.post("/curations", json={"dataset": "nope"}), 404, "dataset not found"),
         (curator.post("/curations", json={"dataset": "fungi", "version": 99}), 404, "manifest version not found"),
-        (curator.post("/curations", json={"dataset": "../etc"}), 400, "invalid dataset name"),
-        (curator.get("/domains", params={"dataset": "UPPER"}), 400, "invalid dataset name"),
+        (curator.post("/curations", json={"dataset": "../etc"}), 422, INVALID_DATASET),
+        (curator.get("/domains", params={"dataset": "UPPER"}), 422, INVALID_DATASET),
         (curator.get("/domains", params={"dataset": "nope"}), 404, "dataset not found"),
         (curator.get("/domains", params={"dataset": "fungi", "version": 42}), 404, "manifest version not found"),
         (curator.get("/domains/nowhere.test/sample", params={"dataset": "fungi"}), 404,
@@ -129,7 +130,9 @@ def test_bad_input(curator, harvest_builder, small_web) -> None:
     ]
     for response, code, detail in cases:
         assert response.status_code == code, response.text
-        if detail:
+        if detail == INVALID_DATASET:  # a field error, in FastAPI's list
+            assert INVALID_DATASET in response.json()["detail"][0]["msg"], response.json()
+        elif detail:
             assert response.json()["detail"].startswith(detail), response.json()
     assert curator.post("/labels", json={"dataset": "fungi", "labels": [{"image_id": "x", "label": "maybe"}]}) \
         .status_code == 422
