@@ -32,7 +32,7 @@ from shared.schemas import (
     Operation,
     check_dataset_name,
 )
-from shared.storage import KEEP, ObjectNotFound, ObjectStore, PreconditionFailed, TooMuchContention
+from shared.storage import KEEP, Keep, ObjectNotFound, ObjectStore, PreconditionFailed, TooMuchContention
 
 logger = logging.getLogger(__name__)
 
@@ -229,7 +229,7 @@ class ManifestStore:
         return (int(pointer.value["version"]) if pointer else 0) + 1
 
     def _advance_latest(self, dataset: str, version: int) -> None:
-        def advance(value: dict[str, Any] | None) -> dict[str, Any]:
+        def advance(value: dict[str, Any] | None) -> dict[str, Any] | Keep:
             if value is not None and int(value["version"]) >= version:
                 return KEEP  # a newer version already landed
             return {"version": version}

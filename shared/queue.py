@@ -106,9 +106,9 @@ def report_progress(**progress: Any) -> None:
     if job is None:
         return
     job.meta.setdefault("progress", {}).update(progress)
-    job.save_meta()
+    job.save_meta()  # type: ignore[no-untyped-call, unused-ignore]
 
 
 def job_progress(job: Job) -> dict[str, Any]:
-    job.refresh()
+    job.refresh()  # type: ignore[no-untyped-call, unused-ignore]
     return dict(job.meta.get("progress", {}))

@@ -50,12 +50,14 @@ class TooMuchContention(StorageError):
     """:meth:`ObjectStore.update` lost the compare-and-set race on every attempt."""
 
 
-class _Keep:
+class Keep:
+    """The type of :data:`KEEP`."""
+
     def __repr__(self) -> str:
         return "KEEP"
 
 
-KEEP: Any = _Keep()
+KEEP = Keep()
 """Returned by an :meth:`ObjectStore.update` change: leave the object as it is."""
 
 
@@ -220,7 +222,7 @@ class ObjectStore:
         """
         return self.put_if(key, _dumps(value), expected.etag if expected else None, "application/json")
 
-    def update(self, key: str, change: Callable[[dict[str, Any] | None], dict[str, Any]],
+    def update(self, key: str, change: Callable[[dict[str, Any] | None], dict[str, Any] | Keep],
                attempts: int = 100) -> dict[str, Any] | None:
         """Read-modify-write of the JSON object at ``key``, so that no concurrent update is lost.
 
@@ -234,7 +236,7 @@ class ObjectStore:
             pointer = self.read_pointer(key)
             current = pointer.value if pointer is not None else None
             new = change(current)
-            if new is KEEP:
+            if isinstance(new, Keep):
                 return current
             try:
                 self.compare_and_set(key, new, pointer)
