@@ -17,6 +17,7 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from redis import Redis
 
+from shared.json_guard import StrictJsonBodies
 from shared.logs import configure_logging
 from shared.manifests import ManifestStore
 from shared.metrics import HttpMetrics, RequestMetrics
@@ -128,7 +129,8 @@ def service_app(name: str, routers: Sequence[APIRouter], *, summary: str | None 
                 lifespan: ServiceLifespan | None = None, metrics: HttpMetrics | None = None,
                 responses: Mapping[int, str] | None = None) -> FastAPI:
     """A service's app: the shared clients' lifespan (then the service's own, if any), "tag-name" operation
-    ids, ``/health`` and ``/metrics``, request metrics, and ``routers`` with the error answers they share."""
+    ids, ``/health`` and ``/metrics``, request metrics, strict JSON bodies (``shared.json_guard``), and
+    ``routers`` with the error answers they share."""
 
     @asynccontextmanager
     async def both(app: FastAPI) -> AsyncIterator[None]:
@@ -142,7 +144,8 @@ def service_app(name: str, routers: Sequence[APIRouter], *, summary: str | None 
     app = FastAPI(title=f"sporeprint {name}", summary=summary, version=_version(), lifespan=both,
                   generate_unique_id_function=operation_id)
     app.state.metrics = metrics or HttpMetrics(name)
-    app.add_middleware(RequestMetrics, metrics=app.state.metrics)
+    app.add_middleware(StrictJsonBodies)
+    app.add_middleware(RequestMetrics, metrics=app.state.metrics)  # outermost: it counts the guard's refusals too
     app.include_router(health_router)
     shared_errors = error_responses(responses or {})
     for router in routers:
