@@ -31,14 +31,38 @@ class InvalidEntry(ValueError):
     """Not a domain or domain/path-prefix."""
 
 
+MAX_HOSTNAME = 253
+MAX_LABEL = 63
+MAX_PATH_PREFIX = 2048
+
+
 def parse_entry(entry: str) -> tuple[str, str | None]:
-    """``"Host.org/path/"`` -> ``("host.org", "/path/")``; ``"host.org"`` -> ``("host.org", None)``."""
+    """``"Host.org/path/"`` -> ``("host.org", "/path/")``; ``"host.org"`` -> ``("host.org", None)``.
+
+    The host is IDNA-normalised (``"Pilzé.de"`` -> ``"xn--pilz-epa.de"``, as it appears in URLs), at most 253
+    characters with labels of at most 63; a path prefix is at most 2,048 characters. Raises :class:`InvalidEntry`
+    saying which rule the entry breaks.
+    """
     normalized = entry.strip()
     if "://" in normalized:
-        raise InvalidEntry(f"blacklist entry {entry!r}: give a domain or domain/path, not a URL with a scheme")
-    match = _ENTRY.match(normalized.lower())
+        raise InvalidEntry(f"blacklist entry {entry[:80]!r}: give a domain or domain/path, not a URL with a scheme")
+    host, slash, rest = normalized.partition("/")
+    if len(rest) + 1 > MAX_PATH_PREFIX:
+        raise InvalidEntry(f"blacklist entry {entry[:80]!r}...: the path prefix is longer than {MAX_PATH_PREFIX}")
+    if len(host) > MAX_HOSTNAME:
+        raise InvalidEntry(f"blacklist entry {entry[:80]!r}...: the host is longer than {MAX_HOSTNAME} characters")
+    try:
+        ascii_host = host.encode("idna").decode("ascii").lower()
+    except UnicodeError as exc:
+        raise InvalidEntry(f"blacklist entry {entry[:80]!r}: the host is not a valid domain name ({exc})") from None
+    labels = ascii_host.split(".")
+    if len(ascii_host) > MAX_HOSTNAME or any(len(label) > MAX_LABEL for label in labels):
+        raise InvalidEntry(f"blacklist entry {entry[:80]!r}: host labels are at most {MAX_LABEL} characters and "
+                           f"the host at most {MAX_HOSTNAME}")
+    match = _ENTRY.match(ascii_host + slash + rest)
     if not match:
-        raise InvalidEntry(f"blacklist entry {entry!r} is not a domain (example.org) or domain/path (example.org/x/)")
+        raise InvalidEntry(f"blacklist entry {entry[:80]!r} is not a domain (example.org) or domain/path "
+                           "(example.org/x/)")
     path = match.group("path")
     return match.group("domain"), (path if path and path != "/" else None)
 

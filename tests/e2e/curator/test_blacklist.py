@@ -76,7 +76,16 @@ def test_mutations_need_the_token_and_valid_entries(blacklist_client: TestClient
     for bad in ("not a domain", "localhost", "http:%2F%2Fa.org", "a..org", "-a.org", "a.org%3Fq=1", "%20"):
         response = blacklist_api.put(f"/blacklist/{bad}", json=body)
         assert response.status_code == 400, (bad, response.text)
-        assert response.json()["detail"] == INVALID_ENTRY
+        assert response.json()["detail"].startswith(INVALID_ENTRY)
+    # limits: host 253, label 63, path prefix 2,048; the reason says which one
+    for bad, reason in (("a" * 10_000 + ".org", "longer than 253"), ("x." + "a" * 64 + ".org", "valid domain name"),
+                        ("a.org/" + "p" * 3000, "path prefix is longer")):
+        response = blacklist_api.put(f"/blacklist/{bad}", json=body)
+        assert response.status_code == 400 and reason in response.json()["detail"], response.text[:300]
+    # an internationalised host is stored as it appears in URLs (IDNA)
+    created = blacklist_api.put("/blacklist/Pilzé.de/bilder/", json=body)
+    assert created.status_code == 201 and created.json()["entry"] == "xn--pilz-epa.de/bilder/"
+    assert blacklist_api.delete("/blacklist/xn--pilz-epa.de/bilder/").status_code == 200
     assert blacklist_api.put("/blacklist/a.org", json={"reason": ""}).status_code == 422
     assert blacklist_api.put("/blacklist/a.org", json={"reason": "x", "extra": 1}).status_code == 422
     missing = blacklist_api.delete("/blacklist/never-listed.org")

@@ -32,8 +32,8 @@ def blacklist_history(store: StoreDep) -> list[BlacklistChange]:
 def put_entry(entry: str, body: BlacklistPut, store: StoreDep, _: TokenDep, response: Response) -> BlacklistEntry:
     try:
         item, created = BlacklistStore(store).put(entry, body.reason, body.actor)
-    except InvalidEntry:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, INVALID_ENTRY) from None
+    except InvalidEntry as exc:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"{INVALID_ENTRY}: {exc}") from None
     except TooMuchContention:
         raise HTTPException(status.HTTP_409_CONFLICT, CONTENTION) from None
     response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
@@ -45,8 +45,8 @@ def delete_entry(entry: str, store: StoreDep, _: TokenDep, actor: str = "api",
                        reason: str = "removed") -> Blacklist:
     try:
         return BlacklistStore(store).delete(entry, reason, actor)
-    except InvalidEntry:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, INVALID_ENTRY) from None
+    except InvalidEntry as exc:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"{INVALID_ENTRY}: {exc}") from None
     except EntryNotFound:
         raise HTTPException(status.HTTP_404_NOT_FOUND, ENTRY_NOT_FOUND) from None
     except TooMuchContention:
