@@ -1,6 +1,6 @@
 """The harvest engine: plans the rows, spreads their domains over fetch lanes (one per two usable CPUs:
-``_lane_count``; where they run: ``lanes.py``; which rows each gets: ``routes.py``), keeps every row's result,
-checkpoints, reports progress and writes the new manifest version.
+``_lane_count``; where they run: ``lane_runners.py``; which rows each gets: ``assignment.py``), keeps every
+row's result, checkpoints, reports progress and writes the new manifest version.
 
 Flow of one row: plan (class filter, blacklist, class cap) -> its domain's route -> a lane (per-domain and
 global limits, fetch, normalise in the lane's pool, content-addressed write) -> result -> checkpoint. A
@@ -23,10 +23,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from services.downloader.core.config import DownloaderSettings
-from services.downloader.harvest.lane import LaneConfig, RowTask
-from services.downloader.harvest.lanes import Lane, LocalLane, ProcessLane
+from services.downloader.harvest.assignment import Feeder, lane_count, share_domains
+from services.downloader.harvest.fetch_lane import LaneConfig, RowTask
+from services.downloader.harvest.lane_runners import Lane, LocalLane, ProcessLane
 from services.downloader.harvest.merge import harvest_stats, merge_results, results_table
-from services.downloader.harvest.routes import Feeder, lane_count, share_domains
 from services.downloader.harvest.state import HarvestOutcome, HarvestRequest, HarvestState, RowResult
 from shared.cpus import available_cpus
 from shared.curation import Blacklist

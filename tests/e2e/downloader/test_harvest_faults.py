@@ -9,9 +9,8 @@ from PIL import Image
 
 from fixtureweb.content import ImageSpec
 from fixtureweb.faults import Fault
-from shared.curation import seed_blacklist
 from services.downloader.harvest.engine import Harvester
-from shared.curation import Blacklist
+from shared.curation import Blacklist, seed_blacklist
 from tests.contract.downloader.blacklist_app import blacklist_from
 
 from .conftest import DOMAINS, NOAI_HOST, THROTTLED, new_request

@@ -11,7 +11,7 @@ import psutil
 import pytest
 
 from services.downloader.harvest.engine import Harvester, HarvestHooks
-from services.downloader.harvest.lanes import LaneFailed
+from services.downloader.harvest.lane_runners import LaneFailed
 from services.downloader.harvest.state import HarvestState
 from shared.curation import Blacklist
 

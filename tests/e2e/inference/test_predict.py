@@ -12,9 +12,9 @@ from PIL import Image
 
 from fixtureweb.irrelevant import IrrelevantKind
 from fixtureweb.web import FixtureWebInfo
+from services.inference.answers import NOT_A_MUSHROOM
 from services.inference.api.body import BAD_MULTIPART, TOO_MANY_FILES
 from services.inference.api.routes.predict import BAD_JSON, NO_FILE, NO_FILES, UNSUPPORTED_MEDIA
-from services.inference.answers import NOT_A_MUSHROOM
 from services.inference.fetch import URL_FETCH_FAILED, URL_REFUSED
 from services.inference.images import (
     EMPTY_UPLOAD,

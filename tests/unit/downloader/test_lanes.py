@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 import pytest
 
 from services.downloader.core.config import DownloaderSettings
+from services.downloader.harvest.assignment import Feeder, Share, share_domains
 from services.downloader.harvest.engine import Harvester
-from services.downloader.harvest.lane import LaneConfig, RowTask
+from services.downloader.harvest.fetch_lane import LaneConfig, RowTask
 from services.downloader.harvest.options import HarvestOptions
-from services.downloader.harvest.routes import Feeder, Share, share_domains
 from services.downloader.harvest.state import HarvestRequest, RowResult
 from shared.curation import Blacklist
 from shared.schemas import HarvestStatus
@@ -102,7 +102,7 @@ def test_a_store_not_made_from_settings_refuses_to_travel() -> None:
 
 
 async def test_a_lane_process_that_raises_fails_with_its_reason() -> None:
-    from services.downloader.harvest.lanes import LaneFailed, ProcessLane
+    from services.downloader.harvest.lane_runners import LaneFailed, ProcessLane
 
     config = LaneConfig(harvest_id="h-1", options=HarvestOptions(), settings=DownloaderSettings(),
                         blacklist=Blacklist(), concurrency=8, store_concurrency=4, cpu_threads=0)  # no pool possible
@@ -191,13 +191,13 @@ def test_idle_domains_outside_the_lane_are_ignored() -> None:
     (-9, "killed by SIGKILL"), (-40, "killed by signal 40"), (3, "exit code 3"), (None, "still running"),
 ])
 def test_how_a_lane_process_ended_is_told(code: int | None, reason: str) -> None:
-    from services.downloader.harvest.lanes import _exit_reason
+    from services.downloader.harvest.lane_runners import _exit_reason
 
     assert _exit_reason(code) == reason
 
 
 async def test_a_lane_whose_results_cannot_be_taken_stops_and_says_why() -> None:
-    from services.downloader.harvest.lane import FetchLane
+    from services.downloader.harvest.fetch_lane import FetchLane
 
     def refuse(task: RowTask, result: RowResult) -> None:
         raise KeyError(task.image_id)

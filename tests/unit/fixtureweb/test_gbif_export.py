@@ -177,7 +177,7 @@ def test_export_is_served_by_the_fixture_web(tmp_path):
                 assert status == 404
 
 
-def test_foundation_importer_reads_the_archive(export):
+def test_the_downloader_importer_reads_the_archive(export):
     importers = pytest.importorskip("services.downloader.importers")
     parsed = importers.parse_source(export.zip_path)
     assert parsed.format == importers.SourceFormat.gbif_archive

@@ -14,7 +14,7 @@ import math
 from collections import deque
 from dataclasses import dataclass, field
 
-from services.downloader.harvest.lane import RowTask
+from services.downloader.harvest.fetch_lane import RowTask
 
 
 @dataclass(frozen=True)

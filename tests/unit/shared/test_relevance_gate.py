@@ -20,7 +20,7 @@ REFERENCE = Path(__file__).parent / "data" / "lite0_reference.npz"
 
 
 def reference_inputs(seed: int) -> np.ndarray:
-    """The fixed inputs the reference outputs were computed on (tests/unit/foundation/data/README.md)."""
+    """The fixed inputs the reference outputs were computed on (tests/unit/shared/data/README.md)."""
     noise = np.random.default_rng(seed).uniform(0, 255, (224, 224, 3))
     yy, xx = np.mgrid[0:224, 0:224] / 223.0
     gradient = np.stack([255 * xx, 255 * yy, 255 * (1 - xx) * yy], axis=-1)

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any, Protocol
 
-from services.downloader.harvest.lane import FetchLane, LaneConfig, LaneStatus, RowTask
+from services.downloader.harvest.fetch_lane import FetchLane, LaneConfig, LaneStatus, RowTask
 from services.downloader.harvest.loop import run_event_loop
 from services.downloader.harvest.state import RowResult
 from shared.logs import configure_logging
@@ -105,7 +105,7 @@ class ProcessLane:
         loop = asyncio.get_running_loop()
         ours, theirs = multiprocessing.Pipe(duplex=True)
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["services.downloader.harvest.lanes"])
+        context.set_forkserver_preload(["services.downloader.harvest.lane_runners"])
         child = context.Process(target=lane_process, args=(theirs, self.config, self.store,
                                                            logging.getLogger().level),
                                 name=f"harvest-lane-{self.config.harvest_id}", daemon=True)
