@@ -1,5 +1,5 @@
 """Where a service may connect for an untrusted URL (the harvester, /predict by URL): no private, loopback or
-link-local address, ever by surprise.
+link-local address, ever by surprise; and the one redirect-following GET both use (:func:`get_following_redirects`).
 
 The check runs on the address actually connected to: :class:`GuardedResolver` filters every DNS answer
 (so a public name that resolves to 10.0.0.1 is refused, including on redirects), and
@@ -11,11 +11,16 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from fnmatch import fnmatch
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
+import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
+
+REDIRECT_STATUS = frozenset({301, 302, 303, 307, 308})
 
 
 class BlockedAddress(OSError):
@@ -110,3 +115,45 @@ class GuardedResolver(AbstractResolver):
     async def close(self) -> None:
         if self._upstream is not None:
             await self._upstream.close()
+
+
+class RedirectWithoutLocation(aiohttp.ClientError):
+    """A redirect status without a Location header."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f"{status} redirect without a Location")
+        self.status = status
+
+
+class TooManyRedirects(aiohttp.ClientError):
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"more than {limit} redirects")
+        self.limit = limit
+
+
+@asynccontextmanager
+async def get_following_redirects(session: aiohttp.ClientSession, url: str, max_redirects: int,
+                                  check_hop: Callable[[str], object]) -> AsyncIterator[aiohttp.ClientResponse]:
+    """GET ``url``, following at most ``max_redirects`` redirects by hand, and yield the final response.
+
+    ``check_hop(url)`` runs before every request (the URL itself, then each Location, resolved against the URL
+    it came from) and raises to refuse it; the session's :class:`GuardedResolver` checks the addresses each
+    name resolves to at connect time. aiohttp's own redirect following would skip both.
+    """
+    current = url
+    for _hop in range(max_redirects + 1):
+        check_hop(current)
+        response = await session.get(current, allow_redirects=False)
+        if response.status in REDIRECT_STATUS:
+            location = response.headers.get("Location")
+            response.release()
+            if not location:
+                raise RedirectWithoutLocation(response.status)
+            current = urljoin(current, location)
+            continue
+        try:
+            yield response
+        finally:
+            response.release()
+        return
+    raise TooManyRedirects(max_redirects)

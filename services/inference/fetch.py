@@ -10,11 +10,19 @@ from __future__ import annotations
 
 import ipaddress
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlsplit
 
 import aiohttp
 
-from shared.network_safety import BlockedAddress, GuardedResolver, UnsupportedURL, address_refusal
+from shared.network_safety import (
+    BlockedAddress,
+    GuardedResolver,
+    RedirectWithoutLocation,
+    TooManyRedirects,
+    UnsupportedURL,
+    address_refusal,
+    get_following_redirects,
+)
 from shared.network_safety import check_url as check_harvest_url
 
 URL_REFUSED = "URL refused"
@@ -66,37 +74,40 @@ def make_session(allow_loopback: bool, timeout_s: float, user_agent: str = "spor
 async def fetch_photo(session: aiohttp.ClientSession, url: str, max_bytes: int, max_redirects: int,
                       allow_loopback: bool) -> bytes:
     """The bytes at ``url``, following at most ``max_redirects`` redirects, each checked like the first."""
-    for _ in range(max_redirects + 1):
-        host = check_url(url, allow_loopback)
-        try:
-            async with session.get(url, allow_redirects=False) as response:
-                if response.status in (301, 302, 303, 307, 308):
-                    location = response.headers.get("Location")
-                    if not location:
-                        raise UrlFetchFailed(f"{URL_FETCH_FAILED}: redirect without a Location")
-                    url = urljoin(url, location)
-                    continue
-                if response.status != 200:
-                    raise UrlFetchFailed(f"{URL_FETCH_FAILED}: the server answered {response.status}")
-                if (response.content_length or 0) > max_bytes:
+    hops = [url]
+
+    def check_hop(hop: str) -> None:
+        hops.append(hop)
+        check_url(hop, allow_loopback)
+
+    try:
+        async with get_following_redirects(session, url, max_redirects, check_hop) as response:
+            if response.status != 200:
+                raise UrlFetchFailed(f"{URL_FETCH_FAILED}: the server answered {response.status}")
+            if (response.content_length or 0) > max_bytes:
+                raise UrlFetchFailed(f"{URL_FETCH_FAILED}: the image is larger than the size limit")
+            data = bytearray()
+            async for chunk in response.content.iter_chunked(64 * 1024):
+                data += chunk
+                if len(data) > max_bytes:
                     raise UrlFetchFailed(f"{URL_FETCH_FAILED}: the image is larger than the size limit")
-                data = bytearray()
-                async for chunk in response.content.iter_chunked(64 * 1024):
-                    data += chunk
-                    if len(data) > max_bytes:
-                        raise UrlFetchFailed(f"{URL_FETCH_FAILED}: the image is larger than the size limit")
-                return bytes(data)
-        except aiohttp.ClientConnectorError as exc:
-            # The resolver's refusal arrives wrapped in a connector error; surface it as a refusal.
-            if isinstance(exc.__cause__, BlockedAddress) or isinstance(exc.os_error, BlockedAddress):
-                raise UrlRefused(f"{URL_REFUSED}: {host} resolves to a private or reserved address") from None
-            raise UrlFetchFailed(f"{URL_FETCH_FAILED}: cannot connect to {host}") from exc
-        except BlockedAddress:
+            return bytes(data)
+    except (UrlRefused, UrlFetchFailed):
+        raise
+    except RedirectWithoutLocation:
+        raise UrlFetchFailed(f"{URL_FETCH_FAILED}: redirect without a Location") from None
+    except TooManyRedirects:
+        raise UrlFetchFailed(f"{URL_FETCH_FAILED}: too many redirects") from None
+    except aiohttp.ClientConnectorError as exc:
+        host = urlsplit(hops[-1]).hostname
+        # The resolver's refusal arrives wrapped in a connector error; surface it as a refusal.
+        if isinstance(exc.__cause__, BlockedAddress) or isinstance(exc.os_error, BlockedAddress):
             raise UrlRefused(f"{URL_REFUSED}: {host} resolves to a private or reserved address") from None
-        except (UrlRefused, UrlFetchFailed):
-            raise
-        except TimeoutError as exc:
-            raise UrlFetchFailed(f"{URL_FETCH_FAILED}: timed out") from exc
-        except aiohttp.ClientError as exc:
-            raise UrlFetchFailed(f"{URL_FETCH_FAILED}: {type(exc).__name__}") from exc
-    raise UrlFetchFailed(f"{URL_FETCH_FAILED}: too many redirects")
+        raise UrlFetchFailed(f"{URL_FETCH_FAILED}: cannot connect to {host}") from exc
+    except BlockedAddress:
+        host = urlsplit(hops[-1]).hostname
+        raise UrlRefused(f"{URL_REFUSED}: {host} resolves to a private or reserved address") from None
+    except TimeoutError as exc:
+        raise UrlFetchFailed(f"{URL_FETCH_FAILED}: timed out") from exc
+    except aiohttp.ClientError as exc:
+        raise UrlFetchFailed(f"{URL_FETCH_FAILED}: {type(exc).__name__}") from exc

@@ -1,5 +1,6 @@
-"""Fetch one image URL: redirects followed by hand (each hop checked), size limits, noai, and a
-classification of every failure as transient (retry later) or final."""
+"""Fetch one image URL: redirects followed by hand (``shared.network_safety.get_following_redirects``: each hop
+checked, also against the blacklist), size limits, noai, and a classification of every failure as transient
+(retry later) or final."""
 
 from __future__ import annotations
 
@@ -8,19 +9,24 @@ import time
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
-from urllib.parse import urljoin
 
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from shared.curation import Blacklist
-from shared.network_safety import BlockedAddress, UnsupportedURL, check_url
+from shared.network_safety import (
+    BlockedAddress,
+    RedirectWithoutLocation,
+    TooManyRedirects,
+    UnsupportedURL,
+    check_url,
+    get_following_redirects,
+)
 
 logger = logging.getLogger(__name__)
 
 TRANSIENT_STATUS = frozenset({408, 425, 429, 502, 503, 504})
 THROTTLE_STATUS = frozenset({429, 503})
-REDIRECT_STATUS = frozenset({301, 302, 303, 307, 308})
 NOAI_DIRECTIVES = frozenset({"noai", "noimageai"})
 
 
@@ -74,6 +80,10 @@ def has_noai(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> bool:
     return False
 
 
+class _RedirectBlacklisted(Exception):
+    """A redirect leads to a blacklisted URL."""
+
+
 def _blocked_cause(exc: BaseException) -> BlockedAddress | None:
     seen: set[int] = set()
     current: BaseException | None = exc
@@ -96,20 +106,20 @@ async def fetch_image(
 ) -> Fetched:
     """GET ``url`` following at most ``limits.max_redirects`` redirects, each hop checked anew."""
     started = time.monotonic()
-    current = url
+
+    def check_hop(hop: str) -> None:
+        check_url(hop, limits.allow_loopback)
+        if blacklist is not None and hop != url and (entry := blacklist.match(hop)) is not None:
+            raise _RedirectBlacklisted(entry.entry)
+
     try:
-        for _hop in range(limits.max_redirects + 1):
-            check_url(current, limits.allow_loopback)
-            if blacklist is not None and current != url and (entry := blacklist.match(current)) is not None:
-                return Fetched(Outcome.skipped, f"blacklisted: {entry.entry}")
-            async with session.get(current, allow_redirects=False) as response:
-                if response.status in REDIRECT_STATUS:
-                    location = response.headers.get("Location")
-                    if not location:
-                        return Fetched(Outcome.failed, f"http-{response.status}: redirect without Location")
-                    current = urljoin(current, location)
-                    continue
-                return await _read(response, limits, started)
+        async with get_following_redirects(session, url, limits.max_redirects, check_hop) as response:
+            return await _read(response, limits, started)
+    except _RedirectBlacklisted as exc:
+        return Fetched(Outcome.skipped, f"blacklisted: {exc}")
+    except RedirectWithoutLocation as exc:
+        return Fetched(Outcome.failed, f"http-{exc.status}: redirect without Location")
+    except TooManyRedirects:
         return Fetched(Outcome.failed, f"too-many-redirects: more than {limits.max_redirects}",
                        elapsed_s=time.monotonic() - started)
     except UnsupportedURL as exc:
