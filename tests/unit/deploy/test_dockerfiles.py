@@ -221,6 +221,17 @@ def test_the_images_copy_every_package_the_services_import() -> None:
     assert imported <= copied, f"not copied: {sorted(imported - copied)}"
 
 
+@pytest.mark.parametrize("dockerfile", ALL_DOCKERFILES, ids=lambda path: path.name)
+def test_dev_and_test_code_never_reaches_an_image(dockerfile: Path) -> None:
+    """The fixture web, the tests and the benchmarks are neither copied nor in the build context, so the wheel
+    the image installs (setuptools finds only the packages present) cannot contain them."""
+    copied = {source.rstrip("/").split("/")[0] for keyword, rest in instructions(dockerfile)
+              if keyword == "COPY" and not rest.startswith("--from") for source in rest.split()[:-1]}
+    assert not copied & {"fixtureweb", "tests", "bench"}, f"{dockerfile.name} copies {copied}"
+    for package in ("fixtureweb", "tests", "bench"):
+        assert dockerignore_excludes(f"{package}/__init__.py"), f".dockerignore lets {package}/ into the context"
+
+
 def test_hadolint_finds_nothing() -> None:
     hadolint = tool("hadolint")
     if hadolint is None:
