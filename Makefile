@@ -8,19 +8,25 @@ GBIF_SAMPLE ?= data/samples/gbif/multimedia_psilocybe_semilanceata.txt
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install browser test test-unit test-e2e lint typecheck schema demo down bench bench-import \
+.PHONY: help install lock browser test test-unit test-e2e lint typecheck schema demo down bench bench-import \
 	bench-harvest bench-curate bench-input bench-serve bench-openset clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+# The exact versions come from requirements/dev.lock (make lock writes it from pyproject.toml); sporeprint itself
+# is installed editable on top, without resolving anything again.
+$(STAMP): pyproject.toml requirements/dev.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -r requirements/dev.lock
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
-install: $(STAMP) ## create .venv and install sporeprint with every extra
+install: $(STAMP) ## create .venv and install sporeprint with every extra, at the versions of requirements/dev.lock
+
+lock: $(STAMP) ## regenerate requirements/*.lock (make install, the images) from pyproject.toml; needs PyPI
+	$(BIN)/python requirements/lock.py
 
 browser: ## install Debian's chromium for the browser tests (as root, if missing)
 	@command -v chromium >/dev/null 2>&1 || { \

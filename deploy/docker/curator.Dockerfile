@@ -13,14 +13,14 @@ ENV PIP_NO_CACHE_DIR=1 \
     PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 RUN python -m venv /opt/venv
-# Dependencies first, from pyproject alone, so that a code change does not reinstall the dependencies.
-COPY pyproject.toml README.md ./
-COPY deploy/docker/constraints.txt /tmp/constraints.txt
-RUN pip install --no-cache-dir -c /tmp/constraints.txt ".[curator]"
+# Dependencies first, at the locked versions, so that a code change does not reinstall them.
+COPY requirements/curator.lock /tmp/requirements.lock
+RUN pip install --no-cache-dir -r /tmp/requirements.lock
+COPY pyproject.toml README.md LICENSE ./
 COPY shared ./shared
 COPY services ./services
 COPY sporeprint ./sporeprint
-RUN pip install --no-cache-dir --no-deps --force-reinstall . \
+RUN pip install --no-cache-dir --no-deps . \
     && python -I -c "import services.curator.main"
 
 FROM ${PYTHON_IMAGE}

@@ -11,13 +11,14 @@ ENV PIP_NO_CACHE_DIR=1 \
 WORKDIR /src
 RUN python -m venv /opt/venv
 # Dependencies first, from pyproject alone, so that a code change does not reinstall TensorFlow.
-COPY pyproject.toml README.md ./
-COPY deploy/docker/constraints.txt /tmp/constraints.txt
-RUN pip install --no-cache-dir -c /tmp/constraints.txt ".[inference]"
+# Dependencies first, at the locked versions, so that a code change does not reinstall them.
+COPY requirements/inference.lock /tmp/requirements.lock
+RUN pip install --no-cache-dir -r /tmp/requirements.lock
+COPY pyproject.toml README.md LICENSE ./
 COPY shared ./shared
 COPY services ./services
 COPY sporeprint ./sporeprint
-RUN pip install --no-cache-dir --no-deps --force-reinstall . \
+RUN pip install --no-cache-dir --no-deps . \
     && python -I -c "import services.inference.main"
 
 FROM ${PYTHON_IMAGE}

@@ -6,28 +6,23 @@
 # The TensorFlow GPU base is TensorFlow's own pip route, `tensorflow[and-cuda]` (CUDA and cuDNN as pinned
 # wheels), on the same Python as the other images: the tensorflow/tensorflow:*-gpu images ship the distro's
 # Python, which need not satisfy requires-python >= 3.11. The host needs only the NVIDIA driver and the
-# NVIDIA container toolkit. TENSORFLOW_VERSION must equal tensorflow-cpu in constraints.txt (tests check it).
+# NVIDIA container toolkit. requirements/trainer-gpu.lock pins them (make lock), at the CPU images' TensorFlow.
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
-ARG TENSORFLOW_VERSION=2.21.0
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 RUN python -m venv /opt/venv
-COPY deploy/docker/constraints.txt /tmp/constraints.txt
-# The trainer extra minus tensorflow-cpu, which would shadow the CUDA build of the same package.
-RUN pip install --no-cache-dir -c /tmp/constraints.txt \
-        "tensorflow[and-cuda]==${TENSORFLOW_VERSION}" \
-        "matplotlib>=3.8" \
-        "scipy>=1.11"
-COPY pyproject.toml README.md ./
-RUN pip install --no-cache-dir -c /tmp/constraints.txt .
+# The trainer extra with tensorflow[and-cuda] in place of tensorflow-cpu (which would shadow the CUDA build).
+COPY requirements/trainer-gpu.lock /tmp/requirements.lock
+RUN pip install --no-cache-dir -r /tmp/requirements.lock
+COPY pyproject.toml README.md LICENSE ./
 COPY shared ./shared
 COPY services ./services
 COPY sporeprint ./sporeprint
-RUN pip install --no-cache-dir --no-deps --force-reinstall . \
+RUN pip install --no-cache-dir --no-deps . \
     && python -I -c "import shared.worker, services.trainer.worker"
 
 FROM ${PYTHON_IMAGE}

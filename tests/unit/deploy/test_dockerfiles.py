@@ -1,4 +1,4 @@
-"""The Dockerfiles, .dockerignore and constraints.txt against pyproject.toml and the code."""
+"""The Dockerfiles, .dockerignore and the lock files (requirements/*.lock) against pyproject.toml and the code."""
 
 from __future__ import annotations
 
@@ -20,7 +20,9 @@ pytestmark = pytest.mark.unit
 
 ALL_DOCKERFILES = sorted(DOCKERFILES.glob("*.Dockerfile"))
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-CONSTRAINTS = DOCKERFILES / "constraints.txt"
+LOCKS = ROOT / "requirements"
+IMAGE_LOCKS = {"downloader": "downloader", "curator": "curator", "trainer": "trainer", "inference": "inference",
+               "trainer-gpu": "trainer-gpu"}
 
 
 def instructions(dockerfile: Path) -> list[tuple[str, str]]:
@@ -50,13 +52,15 @@ def final_stage(dockerfile: Path) -> list[tuple[str, str]]:
     return steps[last_from:]
 
 
-def constraints() -> dict[str, str]:
+def locked(name: str) -> dict[str, str]:
+    """name -> version of ``requirements/<name>.lock`` (every requirement pinned with ==)."""
     pins: dict[str, str] = {}
-    for line in CONSTRAINTS.read_text().splitlines():
-        if line and not line.startswith("#"):
-            name, sep, version = line.partition("==")
-            assert sep, f"constraints.txt: {line!r} is not pinned with =="
-            pins[canonicalize_name(name)] = version
+    for line in (LOCKS / f"{name}.lock").read_text().splitlines():
+        if line and not line.startswith((" ", "#")):
+            requirement = Requirement(line)
+            (specifier,) = requirement.specifier  # exactly one, an ==
+            assert specifier.operator == "==", f"{name}.lock: {line!r} is not pinned with =="
+            pins[canonicalize_name(requirement.name)] = specifier.version
     return pins
 
 
@@ -115,20 +119,48 @@ def test_runs_as_a_numeric_non_root_user(dockerfile: Path) -> None:
 
 
 @pytest.mark.parametrize("dockerfile", ALL_DOCKERFILES, ids=lambda path: path.name)
-def test_python_packages_come_from_the_constraints(dockerfile: Path) -> None:
+def test_python_packages_come_from_the_image_lock(dockerfile: Path) -> None:
+    image = dockerfile.name.removesuffix(".Dockerfile")
+    copies = [rest for keyword, rest in instructions(dockerfile) if keyword == "COPY"]
+    assert f"requirements/{IMAGE_LOCKS[image]}.lock /tmp/requirements.lock" in copies
     installs = pip_installs(dockerfile)
     assert installs
     for command in installs:
         assert "--no-cache-dir" in command, command
-        assert "-c /tmp/constraints.txt" in command or "--no-deps" in command, (
-            f"{dockerfile.name}: unpinned install: {command}")
+        assert "-r /tmp/requirements.lock" in command or ("--no-deps" in command and pip_targets(command) == ["."]), (
+            f"{dockerfile.name}: an install that is not from the lock: {command}")
     assert not [rest for keyword, rest in instructions(dockerfile) if keyword == "ADD"], "use COPY, not ADD"
 
 
-@pytest.mark.parametrize("api", sorted(API_PORTS))
-def test_api_image_installs_its_own_extra(api: str) -> None:
-    installs = " ".join(pip_installs(DOCKERFILES / f"{api}.Dockerfile"))
-    assert re.findall(r'"\.\[([\w,]+)\]"', installs) == [api]
+@pytest.mark.parametrize("image", sorted(IMAGE_LOCKS))
+def test_each_lock_pins_every_requirement_of_its_image(image: str) -> None:
+    """A pyproject change without `make lock` fails here, naming the package."""
+    pins = locked(IMAGE_LOCKS[image])
+    extra = "trainer" if image == "trainer-gpu" else image
+    requirements = [Requirement(line) for line in PROJECT["dependencies"]] + extra_requirements(extra)
+    if image == "trainer-gpu":
+        requirements = [req for req in requirements if req.name != "tensorflow-cpu"]
+    for requirement in requirements:
+        name = canonicalize_name(requirement.name)
+        assert name in pins, f"requirements/{image}.lock lacks {name}: run make lock"
+        assert requirement.specifier.contains(pins[name], prereleases=True), (
+            f"{image}.lock has {name}=={pins[name]}, which pyproject's {requirement} refuses: run make lock")
+
+
+def test_the_dev_lock_pins_the_dev_extra_and_images_run_the_tested_versions() -> None:
+    dev = locked("dev")
+    for requirement in extra_requirements("dev"):
+        if requirement.name == "sporeprint":
+            continue
+        name = canonicalize_name(requirement.name)
+        assert name in dev and requirement.specifier.contains(dev[name], prereleases=True), (
+            f"requirements/dev.lock lacks {requirement}: run make lock")
+    for image in IMAGE_LOCKS:
+        differing = {name: (version, dev[name]) for name, version in locked(IMAGE_LOCKS[image]).items()
+                     if name in dev and dev[name] != version}
+        assert not differing, f"{image}.lock differs from what the tests run (dev.lock): {differing}"
+    assert "make lock" in (ROOT / "Makefile").read_text() or "lock:" in (ROOT / "Makefile").read_text()
+    assert "-r requirements/dev.lock" in (ROOT / "Makefile").read_text(), "make install installs from the lock"
 
 
 @pytest.mark.parametrize("api", ["downloader"])  # the curator's worker runs the relevance gate: TensorFlow
@@ -140,34 +172,15 @@ def test_slim_images_have_no_tensorflow(api: str) -> None:
     assert not {name for name in names if name.startswith("tensorflow")}, f"the {api} extra pulls in TensorFlow"
 
 
-def test_gpu_worker_installs_the_trainer_extra_with_cuda_tensorflow() -> None:
-    dockerfile = DOCKERFILES / "trainer-gpu.Dockerfile"
-    version = arg_defaults(dockerfile)["TENSORFLOW_VERSION"]
-    assert version == constraints()["tensorflow-cpu"], "the GPU and CPU images must run the same TensorFlow"
-    installs = " ".join(pip_installs(dockerfile))
-    assert re.search(r'"tensorflow\[and-cuda\]==\$\{TENSORFLOW_VERSION\}"', installs)
-    assert "tensorflow-cpu" not in installs, "tensorflow-cpu would shadow the GPU build"
-    assert ".[trainer]" not in installs
-    requested = {str(Requirement(word)) for command in pip_installs(dockerfile) for word in pip_targets(command)
-                 if word != "." and "$" not in word}
-    expected = {str(req) for req in extra_requirements("trainer") if req.name != "tensorflow-cpu"}
-    assert requested == expected, "keep the GPU image's packages in step with the trainer extra"
-    keyword, command = instructions(dockerfile)[-1]
+def test_gpu_worker_installs_cuda_tensorflow_at_the_cpu_images_version() -> None:
+    gpu, cpu = locked("trainer-gpu"), locked("trainer")
+    assert "tensorflow-cpu" not in gpu, "tensorflow-cpu would shadow the GPU build"
+    assert gpu["tensorflow"] == cpu["tensorflow-cpu"], "the GPU and CPU images must run the same TensorFlow"
+    assert any(name.startswith("nvidia-cudnn") for name in gpu) and any(name.startswith("nvidia-cuda-runtime")
+                                                                        for name in gpu), "CUDA wheels pinned"
+    keyword, command = instructions(DOCKERFILES / "trainer-gpu.Dockerfile")[-1]
     assert keyword == "CMD"
     assert_worker_command(json.loads(command), ("train",))
-
-
-def test_constraints_pin_every_requirement_the_images_install() -> None:
-    pins = constraints()
-    requirements = [Requirement(line) for line in PROJECT["dependencies"]]
-    for extra in API_PORTS:
-        requirements += extra_requirements(extra)
-    for requirement in requirements:
-        name = canonicalize_name(requirement.name)
-        assert name in pins, f"constraints.txt lacks {name}: run deploy/docker/pin_constraints.py"
-        assert requirement.specifier.contains(pins[name], prereleases=True), (
-            f"{name}=={pins[name]} does not satisfy pyproject's {requirement}")
-    assert "setuptools" not in pins and "pip" not in pins
 
 
 # --- the build context -------------------------------------------------------------------------------------
