@@ -55,18 +55,21 @@ def l2_normalise(x: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length (float32); all-zero rows stay zero instead of becoming NaN."""
     x = np.asarray(x, dtype=np.float32)
     norms = np.linalg.norm(x, axis=-1, keepdims=True)
-    return x / np.maximum(norms, 1e-12)
+    normalised: np.ndarray = x / np.maximum(norms, 1e-12)
+    return normalised
 
 
 def _log_softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     scaled = np.asarray(logits, dtype=np.float64) / temperature
     shifted = scaled - scaled.max(axis=-1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+    log_probabilities: np.ndarray = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+    return log_probabilities
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     """Row-wise softmax(logits / T), stable for large logits."""
-    return np.exp(_log_softmax(logits, temperature))
+    probabilities: np.ndarray = np.exp(_log_softmax(logits, temperature))
+    return probabilities
 
 
 def _logsumexp(x: np.ndarray) -> np.ndarray:
