@@ -254,14 +254,13 @@ def measure_sporeprint(source: Path, dataset: str, concurrency: int, per_domain:
                        env: dict[str, str], lanes: int = 0) -> dict[str, Any]:
     """sporeprint as it runs in production: the harvest is queued on RQ and a real worker process
     (``python -m shared.worker harvest --burst``) runs it; images/s over the job's own start and end."""
-    from rq.job import Job
 
     from services.downloader.harvest.options import HarvestOptions, ResizeOptions
     from services.downloader.harvest.state import HarvestRequest, HarvestState
     from services.downloader.importers import import_source
     from services.downloader.jobs import submit_harvest
     from shared.manifests import ManifestStore
-    from shared.queue import redis_connection
+    from shared.queue import fetch_job, redis_connection
     from shared.settings import Settings
     from shared.storage import ObjectStore
 
@@ -285,7 +284,9 @@ def measure_sporeprint(source: Path, dataset: str, concurrency: int, per_domain:
     memory, _ = measure([sys.executable, "-m", "shared.worker", "harvest", "--burst"], {
         **env, "SPOREPRINT_DOWNLOADER_ALLOW_LOOPBACK": "true", "SPOREPRINT_DOWNLOADER_LANES": str(lanes),
         "SPOREPRINT_DOWNLOADER_RESOLVE": json.dumps({"*.test": "127.0.0.1"}), "SPOREPRINT_LOG_LEVEL": "WARNING"})
-    job = Job.fetch(job.id, connection=redis)
+    job = fetch_job(redis, job.id)
+    if job is None:
+        raise RuntimeError("the harvest job vanished from Redis")
     outcome = state.outcome()
     if outcome is None or job.started_at is None or job.ended_at is None:
         raise RuntimeError(f"the harvest job did not finish: {job.get_status()}")
@@ -340,7 +341,7 @@ def measure_only(args: argparse.Namespace, tmp: Path, urls: list[str], source: P
 
 
 def wait_port(port: int, timeout: float = 120) -> None:
-    from shared.stack import port_open
+    from sporeprint.stack import port_open
 
     deadline = time.monotonic() + timeout
     while not port_open(port):
@@ -366,7 +367,7 @@ def main() -> None:  # noqa: PLR0915 - a linear script
     results: dict[str, Any] = {}
     if args.quick:
         args.images, args.sequential, args.sweep = 1000, 100, 500
-    from shared.stack import LocalStack, free_port
+    from sporeprint.stack import LocalStack, free_port
 
     began = time.monotonic()
     results["load_before"] = os.getloadavg()

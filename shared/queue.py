@@ -8,9 +8,12 @@ dict under ``job.meta["progress"]`` (:func:`report_progress`); the API reads it 
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
+from datetime import date, datetime
 from enum import StrEnum
+from pathlib import PurePath
 from typing import Any
 
 from redis import Redis
@@ -63,12 +66,42 @@ _RQ_STATES = {
 }
 
 
+def _plain(value: Any) -> Any:
+    """What JSON cannot hold natively but jobs report: numpy scalars and arrays, dates, paths, enums."""
+    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 1) == 0:
+        return value.item()
+    if hasattr(value, "tolist") and callable(value.tolist):
+        return value.tolist()
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, PurePath | StrEnum):
+        return str(value)
+    raise TypeError(f"a job's data must be JSON: {type(value).__name__} is not")
+
+
+class JobSerializer:
+    """How every queue, job, result and job meta is stored in Redis: JSON, which builds no objects.
+
+    RQ's default serializer is pickle, and unpickling runs whatever code a payload names: whoever could write
+    to Redis could run code on every worker. JSON gives back only plain data; a payload that is not JSON (a
+    pickle planted in a queue) fails to load and never runs.
+    """
+
+    @staticmethod
+    def dumps(obj: Any, *args: Any, **kwargs: Any) -> bytes:
+        return json.dumps(obj, default=_plain).encode("utf-8")
+
+    @staticmethod
+    def loads(data: bytes | str, *args: Any, **kwargs: Any) -> Any:
+        return json.loads(data.decode("utf-8") if isinstance(data, bytes) else data)
+
+
 def redis_connection(settings: Settings) -> Redis:
     return Redis.from_url(settings.redis_url)
 
 
 def get_queue(name: QueueName, connection: Redis) -> Queue:
-    return Queue(name.value, connection=connection)
+    return Queue(name.value, connection=connection, serializer=JobSerializer)
 
 
 def enqueue(connection: Redis, queue: QueueName, function: Callable[..., Any], *args: Any, job_id: str,
@@ -89,7 +122,7 @@ def enqueue(connection: Redis, queue: QueueName, function: Callable[..., Any], *
 
 def fetch_job(connection: Redis, job_id: str) -> Job | None:
     try:
-        return Job.fetch(job_id, connection=connection)
+        return Job.fetch(job_id, connection=connection, serializer=JobSerializer)
     except NoSuchJobError:
         return None
 

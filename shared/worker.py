@@ -14,7 +14,7 @@ from rq import Queue, Worker
 from rq.job import Job
 
 from shared.logs import configure_logging
-from shared.queue import QueueName, get_queue, redis_connection
+from shared.queue import JobSerializer, QueueName, get_queue, redis_connection
 from shared.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ class SporeprintWorker(Worker):
 
 def make_worker(queues: list[Queue], connection: Redis, settings: Settings) -> SporeprintWorker:
     return SporeprintWorker(
-        queues, connection=connection, job_monitoring_interval=settings.worker_heartbeat_s,
+        queues, connection=connection, serializer=JobSerializer, job_monitoring_interval=settings.worker_heartbeat_s,
         abandoned_after_s=settings.worker_abandoned_after_s, maintenance_interval=settings.worker_maintenance_s,
         # an idle worker waits on the queue at most worker_ttl - 15 s before its next maintenance check
         worker_ttl=settings.worker_maintenance_s + 15,

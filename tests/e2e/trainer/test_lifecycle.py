@@ -10,11 +10,11 @@ from typing import Any
 import httpx
 import pytest
 from redis import Redis
-from rq.job import Job
 
-from shared.processes import ManagedProcess
+from shared.queue import fetch_job
 from shared.settings import Settings
 from shared.storage import ObjectStore
+from sporeprint.processes import ManagedProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.ml]
 
@@ -30,7 +30,9 @@ def test_a_job_whose_worker_is_killed_resumes_from_its_last_checkpointed_epoch(
     wait_job(job_id, lambda body: body["state"] == "running" and body["epoch"] >= 2, worker=first)
 
     # kill -9 the worker and its work horse (the process that trains), as a lost machine would
-    horse = Job.fetch(job_id, connection=Redis.from_url(trainer_settings.redis_url)).meta["progress"]["pid"]
+    job = fetch_job(Redis.from_url(trainer_settings.redis_url), job_id)
+    assert job is not None
+    horse = job.meta["progress"]["pid"]
     first.kill()
     os.kill(horse, signal.SIGKILL)
     checkpointed = trainer_store.get_json(f"models/{job_id}/checkpoint/state.json")["epoch"]

@@ -8,8 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, status
-from rq.exceptions import NoSuchJobError
-from rq.job import Job, JobStatus
+from rq.job import JobStatus
 
 from services.downloader.api.deps import DownloaderSettingsDep, ManifestsDep, RedisDep, StoreDep
 from services.downloader.harvest.control import HarvestControl
@@ -18,7 +17,7 @@ from services.downloader.jobs import submit_harvest
 from services.downloader.schemas import HarvestCreate, HarvestView
 from shared.auth import TokenDep
 from shared.manifests import ManifestError, ManifestNotFound
-from shared.queue import JobState
+from shared.queue import JobState, fetch_job
 from shared.storage import ObjectStore
 
 logger = logging.getLogger(__name__)
@@ -46,12 +45,7 @@ def _view(state: HarvestState, request: HarvestRequest, redis: RedisDep, lease_t
     control = HarvestControl(redis, request.id)
     view = HarvestView(id=request.id, state=JobState.queued, dataset=request.dataset, version=request.version,
                        options=request.options, job_id=control.job_id())
-    job = None
-    if view.job_id:
-        try:
-            job = Job.fetch(view.job_id, connection=redis)
-        except NoSuchJobError:
-            job = None
+    job = fetch_job(redis, view.job_id) if view.job_id else None
     if job is not None:
         view.progress = dict(job.meta.get("progress", {}))
     outcome = state.outcome()
@@ -134,9 +128,11 @@ def cancel(harvest_id: str, _: TokenDep, store: StoreDep, redis: RedisDep,
     control.request_cancel()
     if view.state in (JobState.queued, JobState.interrupted, JobState.failed):
         if view.job_id:
+            job = fetch_job(redis, view.job_id)
             try:
-                Job.fetch(view.job_id, connection=redis).cancel()
-            except (NoSuchJobError, Exception) as exc:  # noqa: BLE001 - already gone or not cancellable
+                if job is not None:
+                    job.cancel()
+            except Exception as exc:  # noqa: BLE001 - not cancellable any more
                 logger.info("harvest %s: job %s not cancelled: %s", harvest_id, view.job_id, exc)
         if not control.leased():
             state.save_outcome(HarvestOutcome(state=JobState.cancelled, dataset=request.dataset,
