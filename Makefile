@@ -1,7 +1,7 @@
 # sporeprint — `make help` lists the targets. Everything installs itself into .venv.
 SHELL := /bin/bash
 PYTHON ?= python3
-VENV := .venv
+VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 GBIF_SAMPLE ?= data/samples/gbif/multimedia_psilocybe_semilanceata.txt
@@ -14,8 +14,9 @@ PYTEST_ARGS ?=
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
-# The exact versions come from requirements/dev.lock (make lock writes it from pyproject.toml); sporeprint itself
-# is installed editable on top, without resolving anything again.
+# The exact versions and their hashes come from requirements/dev.lock (make lock writes it from pyproject.toml);
+# sporeprint itself is installed editable on top, without resolving anything again. A plain `pip install -r`, so
+# the machine's own pip settings (a mirror, find-links) still apply; the hashes refuse any file not locked.
 $(STAMP): pyproject.toml requirements/dev.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip

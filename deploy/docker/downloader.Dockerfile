@@ -11,7 +11,7 @@ ENV PIP_NO_CACHE_DIR=1 \
     PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 RUN python -m venv /opt/venv
-# Dependencies first, at the locked versions, so that a code change does not reinstall them.
+# Dependencies first, at the locked versions (hash-checked), so that a code change does not reinstall them.
 COPY requirements/downloader.lock /tmp/requirements.lock
 RUN pip install --no-cache-dir -r /tmp/requirements.lock
 COPY pyproject.toml README.md LICENSE ./

@@ -6,8 +6,11 @@ import fnmatch
 import json
 import re
 import shlex
+import shutil
 import subprocess
+import sys
 import tomllib
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -53,19 +56,32 @@ def final_stage(dockerfile: Path) -> list[tuple[str, str]]:
 
 
 def locked(name: str) -> dict[str, str]:
-    """name -> version of ``requirements/<name>.lock`` (every requirement pinned with ==)."""
+    """name -> version of ``requirements/<name>.lock`` (every requirement pinned with == and its hashes)."""
     pins: dict[str, str] = {}
-    for line in (LOCKS / f"{name}.lock").read_text().splitlines():
+    entries = re.sub(r"\\\n\s*", " ", (LOCKS / f"{name}.lock").read_text())  # join the --hash continuations
+    for line in entries.splitlines():
         if line and not line.startswith((" ", "#")):
-            requirement = Requirement(line)
+            spec, *hashes = line.split(" --hash=")
+            requirement = Requirement(spec)
             (specifier,) = requirement.specifier  # exactly one, an ==
-            assert specifier.operator == "==", f"{name}.lock: {line!r} is not pinned with =="
+            assert specifier.operator == "==", f"{name}.lock: {spec!r} is not pinned with =="
+            assert hashes and all(re.fullmatch(r"sha256:[0-9a-f]{64}", value.strip()) for value in hashes), (
+                f"{name}.lock: {spec!r} has no sha256 hashes: run make lock")
             pins[canonicalize_name(requirement.name)] = specifier.version
     return pins
 
 
+# The platform the locks are for (requirements/lock.py): a requirement whose marker excludes it is not locked.
+LOCKED_PLATFORM = {"sys_platform": "linux", "platform_system": "Linux", "platform_machine": "x86_64",
+                   "os_name": "posix", "python_version": "3.11", "implementation_name": "cpython"}
+
+
+def applies(requirement: Requirement) -> bool:
+    return requirement.marker is None or requirement.marker.evaluate(LOCKED_PLATFORM)
+
+
 def extra_requirements(extra: str) -> list[Requirement]:
-    return [Requirement(line) for line in PROJECT["optional-dependencies"][extra]]
+    return [req for req in map(Requirement, PROJECT["optional-dependencies"][extra]) if applies(req)]
 
 
 def pip_installs(dockerfile: Path) -> list[str]:
@@ -149,9 +165,13 @@ def test_each_lock_pins_every_requirement_of_its_image(image: str) -> None:
 
 def test_the_dev_lock_pins_the_dev_extra_and_images_run_the_tested_versions() -> None:
     dev = locked("dev")
+    requirements = [Requirement(line) for line in PROJECT["dependencies"]]
     for requirement in extra_requirements("dev"):
-        if requirement.name == "sporeprint":
-            continue
+        if requirement.name == "sporeprint":  # the dev extra includes the others: sporeprint[downloader,...]
+            requirements += [req for extra in sorted(requirement.extras) for req in extra_requirements(extra)]
+        else:
+            requirements.append(requirement)
+    for requirement in requirements:
         name = canonicalize_name(requirement.name)
         assert name in dev and requirement.specifier.contains(dev[name], prereleases=True), (
             f"requirements/dev.lock lacks {requirement}: run make lock")
@@ -159,8 +179,24 @@ def test_the_dev_lock_pins_the_dev_extra_and_images_run_the_tested_versions() ->
         differing = {name: (version, dev[name]) for name, version in locked(IMAGE_LOCKS[image]).items()
                      if name in dev and dev[name] != version}
         assert not differing, f"{image}.lock differs from what the tests run (dev.lock): {differing}"
-    assert "make lock" in (ROOT / "Makefile").read_text() or "lock:" in (ROOT / "Makefile").read_text()
-    assert "-r requirements/dev.lock" in (ROOT / "Makefile").read_text(), "make install installs from the lock"
+
+
+def test_make_install_installs_the_dev_lock_and_make_lock_writes_it() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    stamp = re.search(r"^\$\(STAMP\): (.*)\n((?:\t.*\n)+)", makefile, re.M)
+    assert stamp, "no $(STAMP) rule in the Makefile"
+    assert {"pyproject.toml", "requirements/dev.lock"} <= set(stamp.group(1).split()), "reinstall when they change"
+    recipe = stamp.group(2)
+    assert "pip install --quiet -r requirements/dev.lock" in recipe, "make install installs from the lock"
+    editable = [line for line in recipe.splitlines() if "-e ." in line]
+    assert editable and all("--no-deps" in line for line in editable), "sporeprint itself must not re-resolve"
+    assert re.search(r"^lock: .*\n\t.*requirements/lock\.py", makefile, re.M), "make lock runs requirements/lock.py"
+    # --no-build-isolation builds with the venv's own setuptools: the lock must pin one the build system accepts
+    dev = locked("dev")
+    for line in tomllib.loads((ROOT / "pyproject.toml").read_text())["build-system"]["requires"]:
+        requirement = Requirement(line)
+        name = canonicalize_name(requirement.name)
+        assert name in dev and requirement.specifier.contains(dev[name]), f"dev.lock: no {requirement} to build with"
 
 
 @pytest.mark.parametrize("api", ["downloader"])  # the curator's worker runs the relevance gate: TensorFlow
@@ -243,6 +279,45 @@ def test_dev_and_test_code_never_reaches_an_image(dockerfile: Path) -> None:
     assert not copied & {"fixtureweb", "tests", "bench"}, f"{dockerfile.name} copies {copied}"
     for package in ("fixtureweb", "tests", "bench"):
         assert dockerignore_excludes(f"{package}/__init__.py"), f".dockerignore lets {package}/ into the context"
+
+
+def build_context_copy(dockerfile: Path, destination: Path) -> None:
+    """What the build stage's /src holds when it runs `pip install .`: the COPY sources that land in WORKDIR."""
+    for keyword, rest in instructions(dockerfile):
+        if keyword != "COPY" or rest.startswith("--from"):
+            continue
+        *sources, target = rest.split()
+        if target.startswith("/"):
+            continue  # the lock, copied to /tmp
+        for source in sources:
+            origin = ROOT / source
+            if origin.is_dir():
+                shutil.copytree(origin, destination / source, ignore=shutil.ignore_patterns("__pycache__"))
+            else:
+                shutil.copy2(origin, destination / Path(source).name)
+
+
+@pytest.mark.parametrize("dockerfile", ALL_DOCKERFILES, ids=lambda path: path.name)
+def test_the_wheel_an_image_installs_has_the_services_and_the_licence_but_no_dev_code(dockerfile: Path,
+                                                                                       tmp_path: Path) -> None:
+    """Builds the wheel the image builds, from exactly what the Dockerfile copies (offline, with this venv's
+    setuptools): pyproject's package list still names fixtureweb for the dev install, which must not matter."""
+    source, wheels = tmp_path / "src", tmp_path / "wheels"
+    source.mkdir()
+    build_context_copy(dockerfile, source)
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+                            "--no-index", "--wheel-dir", str(wheels), str(source)],
+                           capture_output=True, text=True, timeout=300, check=False)
+    assert build.returncode == 0, f"{dockerfile.name}: the wheel does not build from what it copies:\n{build.stderr}"
+    (wheel,) = wheels.glob("sporeprint-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        metadata = next(archive.read(name).decode() for name in names if name.endswith(".dist-info/METADATA"))
+    top_level = {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")}
+    assert top_level == {"shared", "services", "sporeprint"}, f"{dockerfile.name}'s wheel holds {sorted(top_level)}"
+    assert any(name.endswith(".dist-info/licenses/LICENSE") for name in names), "the Apache-2.0 text ships"
+    assert "License-Expression: Apache-2.0" in metadata.splitlines()
+    assert any(name.startswith("shared/jsonschema/") and name.endswith(".json") for name in names), "package data"
 
 
 def test_hadolint_finds_nothing() -> None:

@@ -1,5 +1,5 @@
 """Each image installs what its code imports: the import graph from each image's entry points,
-against the distributions the image's pip install pulls in (pyproject's base dependencies plus its extra).
+against the distributions the image's pip install pulls in (its lock, requirements/<image>.lock).
 
 Docker cannot run here, so this is how a missing dependency (or TensorFlow creeping into a slim image)
 is caught before anyone builds the image.
@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import ast
 import importlib.metadata as metadata
+import re
 import sys
-import tomllib
 from functools import cache
 from pathlib import Path
 
 import pytest
-from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from .conftest import ROOT
@@ -24,14 +23,14 @@ pytestmark = pytest.mark.unit
 
 LOCAL_PACKAGES = ("shared", "services", "sporeprint", "fixtureweb")
 
-# image -> (extra its Dockerfile installs, modules its processes import first)
+# image (and its lock, requirements/<image>.lock) -> modules its processes import first
 IMAGES = {
-    "downloader": ("downloader", ["services.downloader.main", "shared.worker"]),
+    "downloader": ["services.downloader.main", "shared.worker"],
     # the curator image is also the CPU worker: harvest jobs (downloader code) and curation jobs
-    "curator": ("curator", ["services.curator.main", "services.downloader.main", "shared.worker"]),
-    "trainer": ("trainer", ["services.trainer.main"]),
-    "inference": ("inference", ["services.inference.main"]),
-    "trainer-gpu": ("trainer", ["services.trainer.worker", "shared.worker"]),
+    "curator": ["services.curator.main", "services.downloader.main", "shared.worker"],
+    "trainer": ["services.trainer.main"],
+    "inference": ["services.inference.main"],
+    "trainer-gpu": ["services.trainer.worker", "shared.worker"],
 }
 
 
@@ -127,37 +126,25 @@ def packages_distributions() -> dict[str, list[str]]:
     return dict(metadata.packages_distributions())
 
 
+# The GPU image's CUDA TensorFlow provides the same modules as the tensorflow-cpu this environment has.
+SAME_MODULES = {"tensorflow": "tensorflow-cpu"}
+
+
 @cache
-def installed_closure(extra: str) -> frozenset[str]:
-    """Distributions `pip install .[extra]` brings in (resolved against this environment's metadata)."""
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    todo = [Requirement(line) for line in [*project["dependencies"], *project["optional-dependencies"][extra]]]
-    found: set[str] = set()
-    while todo:
-        requirement = todo.pop()
-        name = canonicalize_name(requirement.name)
-        if name in found:
-            continue
-        found.add(name)
-        try:
-            requires = metadata.distribution(requirement.name).requires or []
-        except metadata.PackageNotFoundError:
-            continue
-        for line in requires:
-            child = Requirement(line)
-            extras = [""] + sorted(requirement.extras)
-            if child.marker is None or any(child.marker.evaluate({"extra": extra}) for extra in extras):
-                todo.append(child)
-    return frozenset(found)
+def locked_distributions(image: str) -> frozenset[str]:
+    """Distributions the image installs: the pins of requirements/<image>.lock (its Dockerfile's only source)."""
+    text = (ROOT / "requirements" / f"{image}.lock").read_text()
+    names = {canonicalize_name(match) for match in re.findall(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==", text, re.M)}
+    return frozenset(names | {SAME_MODULES[name] for name in names if name in SAME_MODULES})
 
 
 @pytest.mark.parametrize("image", sorted(IMAGES))
 def test_image_installs_every_package_its_code_imports(image: str) -> None:
-    extra, roots = IMAGES[image]
+    roots = IMAGES[image]
     for root in roots:
         assert module_file(root), f"{root} does not exist"
     distributions = packages_distributions()
-    allowed = installed_closure(extra)
+    allowed = locked_distributions(image)
     missing = {}
     for module, importer in third_party_imports(roots).items():
         providers = {canonicalize_name(dist) for dist in distributions.get(module, [module])}
@@ -169,12 +156,12 @@ def test_image_installs_every_package_its_code_imports(image: str) -> None:
 @pytest.mark.parametrize("image", sorted(IMAGES))
 def test_image_code_needs_no_development_package(image: str) -> None:
     """fixtureweb (the offline test internet) is not copied into the images: no service code path may import it."""
-    outside = sorted(name for name in reachable(IMAGES[image][1]) if name.startswith("fixtureweb"))
+    outside = sorted(name for name in reachable(IMAGES[image]) if name.startswith("fixtureweb"))
     assert not outside, f"the {image} image's code imports {outside}, which the image does not contain"
 
 
 def test_the_downloader_image_imports_no_tensorflow() -> None:
-    imported = third_party_imports(IMAGES["downloader"][1])
+    imported = third_party_imports(IMAGES["downloader"])
     heavy = {module: importer for module, importer in imported.items() if module in ("tensorflow", "keras")}
     assert not heavy, f"TensorFlow imported by the downloader image's code: {heavy}"
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 
-from shared.stack import StackError, free_port
+from sporeprint.stack import StackError, free_port
 
 logger = logging.getLogger(__name__)
 
