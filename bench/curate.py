@@ -237,7 +237,7 @@ def main() -> None:
         print(json.dumps(child_domain_scores(args.child == "loop")))
         return
 
-    from shared.stack import LocalStack
+    from sporeprint.stack import LocalStack
 
     with tempfile.TemporaryDirectory() as tmp:
         stack = LocalStack(Path(tmp) / "stack")

@@ -134,7 +134,7 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from shared.stack import LocalStack
+    from sporeprint.stack import LocalStack
 
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)

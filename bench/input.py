@@ -70,8 +70,8 @@ def main() -> None:
 
     from services.trainer.cache import ImageCache
     from shared.settings import Settings
-    from shared.stack import LocalStack
     from shared.storage import ObjectStore
+    from sporeprint.stack import LocalStack
 
     rows: list[tuple[str, str, str]] = []
     with tempfile.TemporaryDirectory(prefix="bench-input-") as tmp:

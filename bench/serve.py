@@ -309,7 +309,7 @@ def run_server(name: str, label: str, app: str, env: dict[str, str], log_dir: Pa
     """Run the load at each concurrency; ``bare`` (if given) is measured just before and after concurrency 1,
     so the reference sees the same machine load as the served run (the machine is shared and noisy).
     ``gate_on`` (sporeprint only): check that /predict does or does not run the relevance gate."""
-    from shared.processes import start_service
+    from sporeprint.processes import start_service
 
     service = start_service(name, app, {**env, "PYTHONPATH": str(ROOT)}, log_dir, ready_path=ready_path,
                             timeout=180)
@@ -482,8 +482,8 @@ def main() -> None:
     from shared.registry import ClassLabel, ModelCard, ModelRegistry, ModelStatus, model_key
     from shared.relevance.pretrained import LITE0, load_pretrained
     from shared.settings import Settings
-    from shared.stack import LocalStack
     from shared.storage import ObjectStore
+    from sporeprint.stack import LocalStack
 
     naive_requests = {c: max(8, int(n * args.scale)) for c, n in NAIVE_REQUESTS.items()}
     serve_requests = {c: max(8, int(n * args.scale)) for c, n in SERVE_REQUESTS.items()}

@@ -1,7 +1,8 @@
-"""``sporeprint``: run the local stack, import sources, inspect manifests.
+"""``sporeprint``: run the local stack, import sources, inspect manifests, harvest through the downloader.
 
-Commands that talk to storage read the SPOREPRINT_* settings; after ``sporeprint stack up``
-they default to the local stack (its address and keys are in ``.stack/stack.env``).
+Commands that talk to storage or a service read the SPOREPRINT_* settings; after ``sporeprint stack up``
+they default to the local stack (its address and keys are in ``.stack/stack.env``). A service that cannot be
+reached or refuses a request ends the command with one line saying so and exit code 1.
 """
 
 from __future__ import annotations
@@ -9,12 +10,21 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from shared.clients import ServiceError
 from shared.logs import configure_logging
-from shared.stack import LocalStack
+from sporeprint.stack import LocalStack
+
+if TYPE_CHECKING:
+    from shared.clients.downloader import DownloaderClient
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 DEFAULT_STACK_DIR = Path(os.environ.get("SPOREPRINT_STACK_DIR", ".stack"))
 
@@ -39,7 +49,17 @@ def _manifests():  # noqa: ANN202 - lazy imports keep `sporeprint --help` fast
     return ManifestStore(store)
 
 
-@click.group()
+class _Cli(click.Group):
+    """The command group whose commands end a service's failure with one line (exit code 1), not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ServiceError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+@click.group(cls=_Cli)
 @click.option("--log-level", default="WARNING", show_default=True)
 @click.option("--stack-dir", type=click.Path(path_type=Path), default=DEFAULT_STACK_DIR, show_default=True)
 @click.pass_context
@@ -148,6 +168,134 @@ def manifests_show(dataset: str, version: int | None) -> None:
                            "summary": summary(store.read(dataset, info.version))}, indent=2))
 
 
+def _downloader_options(function: F) -> F:
+    function = click.option("--url", default=None, help="the downloader API (default: SPOREPRINT_DOWNLOADER_URL)")(
+        function)
+    return click.option("--token", default=None, help="API token (default: SPOREPRINT_API_TOKEN)")(function)
+
+
+def _downloader(url: str | None, token: str | None) -> DownloaderClient:
+    from shared.clients.downloader import DownloaderClient
+    from shared.settings import Settings
+
+    settings = Settings()
+    return DownloaderClient(url or settings.downloader_url, token or settings.api_token)
+
+
+@main.group()
+def harvest() -> None:
+    """Harvest a manifest's images into object storage (through the downloader API)."""
+
+
+@harvest.command("start")
+@click.argument("dataset")
+@click.option("--version", "version", type=int, default=None, help="manifest version (default: latest)")
+@click.option("--max-per-class", type=int, default=None, help="stop at this many stored images per species")
+@click.option("--classes", multiple=True, help="only these species (repeat the option)")
+@click.option("--max-side", type=int, default=512, show_default=True, help="resize: longest side in pixels")
+@click.option("--keep-originals", is_flag=True, help="do not resize (still RGB JPEG)")
+@click.option("--quality", type=int, default=90, show_default=True, help="JPEG quality of re-encoded images")
+@click.option("--min-width", type=int, default=0)
+@click.option("--min-height", type=int, default=0)
+@click.option("--concurrency", type=int, default=64, show_default=True, help="requests in flight, all domains")
+@click.option("--per-domain", type=int, default=8, show_default=True, help="requests in flight per domain")
+@click.option("--timeout", "timeout_s", type=float, default=60.0, show_default=True, help="per request, seconds")
+@click.option("--retries", type=int, default=3, show_default=True, help="retries of transient errors")
+@click.option("--wait/--no-wait", default=True, show_default=True, help="show a progress bar until it ends")
+@_downloader_options
+def harvest_start(dataset: str, version: int | None, max_per_class: int | None, classes: tuple[str, ...],
+                  max_side: int, keep_originals: bool, quality: int, min_width: int, min_height: int,
+                  concurrency: int, per_domain: int, timeout_s: float, retries: int, wait: bool, url: str | None,
+                  token: str | None) -> None:
+    """Start harvesting DATASET and show its progress (--no-wait: print its id)."""
+    options: dict[str, Any] = {
+        "resize": {"max_side": None if keep_originals else max_side, "quality": quality},
+        "min_width": min_width, "min_height": min_height, "concurrency": concurrency, "per_domain": per_domain,
+        "total_timeout_s": timeout_s, "retries": retries,
+    }
+    if max_per_class is not None:
+        options["max_per_class"] = max_per_class
+    if classes:
+        options["classes"] = list(classes)
+    with _downloader(url, token) as downloader:
+        started = downloader.harvest(dataset, version, options)
+        click.echo(f"harvest {started.id}: {dataset} v{started.version} ({started.state})", err=True)
+        if wait:
+            _watch(downloader, started.id, 1.0)
+        else:
+            click.echo(started.id)
+
+
+@harvest.command("watch")
+@click.argument("harvest_id")
+@click.option("--interval", type=float, default=1.0, show_default=True, help="seconds between polls")
+@_downloader_options
+def harvest_watch(harvest_id: str, interval: float, url: str | None, token: str | None) -> None:
+    """Show a harvest's progress bar until it ends."""
+    with _downloader(url, token) as downloader:
+        _watch(downloader, harvest_id, interval)
+
+
+@harvest.command("status")
+@click.argument("harvest_id")
+@_downloader_options
+def harvest_status(harvest_id: str, url: str | None, token: str | None) -> None:
+    """Print a harvest's state and counts as JSON."""
+    with _downloader(url, token) as downloader:
+        click.echo(downloader.harvest_status(harvest_id).model_dump_json(indent=2))
+
+
+@harvest.command("cancel")
+@click.argument("harvest_id")
+@_downloader_options
+def harvest_cancel(harvest_id: str, url: str | None, token: str | None) -> None:
+    """Cancel a harvest (what it stored so far stays stored)."""
+    with _downloader(url, token) as downloader:
+        click.echo(f"harvest {harvest_id}: {downloader.cancel_harvest(harvest_id).state}")
+
+
+@harvest.command("resume")
+@click.argument("harvest_id")
+@click.option("--wait/--no-wait", default=True, show_default=True, help="show a progress bar until it ends")
+@_downloader_options
+def harvest_resume(harvest_id: str, wait: bool, url: str | None, token: str | None) -> None:
+    """Resume an interrupted harvest; images already stored are not fetched again."""
+    with _downloader(url, token) as downloader:
+        click.echo(f"harvest {harvest_id}: {downloader.resume_harvest(harvest_id).state}", err=True)
+        if wait:
+            _watch(downloader, harvest_id, 1.0)
+
+
+def _watch(downloader: DownloaderClient, harvest_id: str, interval: float) -> None:
+    from tqdm import tqdm
+
+    from shared.queue import TERMINAL_STATES, JobState
+
+    view = downloader.harvest_status(harvest_id)  # before the bar: an unknown id or a down service is one line
+    bar = tqdm(total=0, unit="img", desc=harvest_id, dynamic_ncols=True, file=sys.stderr)
+    try:
+        while True:
+            progress = view.progress
+            if progress.total and bar.total != progress.total:
+                bar.total = progress.total
+            bar.update(max(0, progress.done - bar.n))
+            bar.set_postfix(state=view.state.value, ok=progress.ok, failed=progress.failed, skipped=progress.skipped,
+                            eta=progress.eta_s, refresh=False)
+            bar.refresh()
+            if view.state in TERMINAL_STATES:
+                break
+            time.sleep(interval)
+            view = downloader.harvest_status(harvest_id)
+    finally:
+        bar.close()
+    click.echo(f"harvest {harvest_id} {view.state}: ok {progress.ok}, failed {progress.failed} "
+               f"{progress.failed_by_reason}, skipped {progress.skipped} {progress.skipped_by_reason}")
+    if view.manifest_version:
+        click.echo(f"wrote {view.dataset} v{view.manifest_version}")
+    if view.state is JobState.failed:
+        raise click.ClickException(view.error or "the harvest failed")
+
+
 @main.command("demo")
 @click.option("--ci", is_flag=True, help="the reduced run CI uses (fewer photos, classes and epochs)")
 @click.option("--stop/--keep", default=False, show_default=True, help="stop everything when done")
@@ -194,22 +342,16 @@ def schema_export() -> None:
         click.echo(str(path))
 
 
-def _mount_optional_groups() -> None:
-    """Command groups of packages that may be absent from a slim image."""
-    from importlib import import_module
-
-    for module_name, attribute, name in [
-        ("fixtureweb.cli", "fixtures_cli", "fixtures"),
-        ("services.downloader.cli", "harvest_cli", "harvest"),
-    ]:
-        try:
-            group = getattr(import_module(module_name), attribute)
-        except (ImportError, AttributeError):
-            continue
-        main.add_command(group, name)
+def _mount_fixture_commands() -> None:
+    """``sporeprint fixtures ...`` where the fixture web (a dev package, absent from the images) is installed."""
+    try:
+        from fixtureweb.cli import fixtures_cli
+    except ImportError:
+        return
+    main.add_command(fixtures_cli, "fixtures")
 
 
-_mount_optional_groups()
+_mount_fixture_commands()
 
 if __name__ == "__main__":
     main()

@@ -21,13 +21,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-import httpx
-
-from shared.processes import ManagedProcess, start_service, start_worker
+from shared.clients import ServiceUnavailable
+from shared.clients.curator import Curation, CuratorClient
+from shared.clients.downloader import DownloaderClient, Harvest
+from shared.clients.inference import InferenceClient
+from shared.clients.trainer import TrainerClient, TrainingJob
 from shared.queue import TERMINAL_STATES, JobState
-from shared.stack import LocalStack, StackError, free_port, terminate_pid, wait_for_port
+from shared.training import TrainingJobSpec
+from sporeprint.processes import ManagedProcess, start_service, start_worker
+from sporeprint.stack import LocalStack, StackError, free_port, terminate_pid, wait_for_port
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +43,10 @@ SERVICES = {
     "trainer": "services.trainer.main:app",
     "inference": "services.inference.main:app",
 }
+
+
+# What the demo follows until it ends: a harvest, a curation, a training job.
+Job = TypeVar("Job", Harvest, Curation, TrainingJob)
 
 
 class DemoFailed(RuntimeError):
@@ -144,8 +152,7 @@ class Demo:
     # the pipeline
     def run(self) -> dict[str, Any]:
         results: dict[str, Any] = {}
-        with httpx.Client(timeout=httpx.Timeout(120, connect=5), trust_env=False) as client:
-            api = Api(client, self.urls, self.token)
+        with Clients(self.urls, self.token) as api:
             if self.gbif_sample is not None:
                 results["gbif_sample"] = self.import_gbif_sample(api, self.gbif_sample)
             results["import"] = self.import_export(api)
@@ -157,143 +164,123 @@ class Demo:
         self.say("[stop] make down   (stops every process the demo started, by PID)")
         return results
 
-    def import_export(self, api: Api) -> dict[str, Any]:
+    def import_export(self, api: Clients) -> dict[str, Any]:
         started = time.perf_counter()
-        with open(self.export_zip, "rb") as export:
-            info = api.call("POST", "downloader", "/manifests", data={"dataset": DATASET},
-                            files={"file": (self.export_zip.name, export, "application/zip")})
+        info = api.downloader.import_source(DATASET, self.export_zip)
         seconds = time.perf_counter() - started
-        self.say(f"[import] {self.export_zip.name} -> {DATASET} v{info['version']}: {info['rows']} rows "
-                 f"in {seconds:.1f} s ({info['stats'].get('duplicates_collapsed', 0)} duplicates collapsed)")
-        return {"version": info["version"], "rows": info["rows"]}
+        self.say(f"[import] {self.export_zip.name} -> {DATASET} v{info.version}: {info.rows} rows "
+                 f"in {seconds:.1f} s ({info.stats.get('duplicates_collapsed', 0)} duplicates collapsed)")
+        return {"version": info.version, "rows": info.rows}
 
-    def import_gbif_sample(self, api: Api, path: Path) -> dict[str, Any]:
+    def import_gbif_sample(self, api: Clients, path: Path) -> dict[str, Any]:
         """The real GBIF export (no internet here, so it is imported and summarised, not harvested)."""
         if not path.exists():
             raise DemoFailed(f"the GBIF sample {path} does not exist")
-        with open(path, "rb") as sample:
-            info = api.call("POST", "downloader", "/manifests",
-                            data={"dataset": "psilocybe-semilanceata", "species": "Psilocybe semilanceata",
-                                  "family": "Hymenogastraceae"},
-                            files={"file": (path.name, sample, "text/plain")})
-        detail = api.call("GET", "downloader", f"/manifests/psilocybe-semilanceata/{info['version']}")
-        summary = detail["summary"]
+        info = api.downloader.import_source("psilocybe-semilanceata", path, species="Psilocybe semilanceata",
+                                            family="Hymenogastraceae")
+        summary = api.downloader.manifest("psilocybe-semilanceata", info.version).summary
         licences = ", ".join(f"{name} {count}" for name, count in list(summary["licenses"].items())[:3])
-        self.say(f"[gbif sample] {path.name} -> psilocybe-semilanceata v{info['version']}: {summary['rows']} photos "
+        self.say(f"[gbif sample] {path.name} -> psilocybe-semilanceata v{info.version}: {summary['rows']} photos "
                  f"of {summary['observations']} observations from {summary['domains']} domains; top licences: "
                  f"{licences}")
-        return {"version": info["version"], "rows": summary["rows"]}
+        return {"version": info.version, "rows": summary["rows"]}
 
-    def harvest(self, api: Api, version: int) -> dict[str, Any]:
+    def harvest(self, api: Clients, version: int) -> dict[str, Any]:
         options = {"resize": {"max_side": 256, "quality": 90}, "concurrency": 64, "per_domain": 8,
                    "retries": 2, "backoff_s": 0.2, "total_timeout_s": 20, "read_timeout_s": 10}
-        created = api.call("POST", "downloader", "/harvests",
-                           json={"dataset": DATASET, "version": version, "options": options})
-        view = self._follow("harvest", lambda: api.call("GET", "downloader", f"/harvests/{created['id']}"),
-                            _harvest_progress)
-        if view["state"] != JobState.completed:
-            raise DemoFailed(f"the harvest ended {view['state']}: {view.get('error')}")
-        progress = view["progress"]
-        ok = int(progress["ok"])
-        self.say(f"[harvest] v{view['manifest_version']}: {ok} images stored, {progress['failed']} failed, "
-                 f"{progress['skipped']} skipped, {float(progress['images_per_s']):.0f} images/s")
-        return {"version": view["manifest_version"], "ok": ok}
+        created = api.downloader.harvest(DATASET, version, options)
+        view = self._follow("harvest", lambda: api.downloader.harvest_status(created.id), _harvest_progress)
+        if view.state is not JobState.completed:
+            raise DemoFailed(f"the harvest ended {view.state}: {view.error}")
+        progress = view.progress
+        self.say(f"[harvest] v{view.manifest_version}: {progress.ok} images stored, {progress.failed} failed, "
+                 f"{progress.skipped} skipped, {progress.images_per_s or 0:.0f} images/s")
+        return {"version": view.manifest_version, "ok": progress.ok}
 
-    def curate(self, api: Api, version: int) -> dict[str, Any]:
+    def curate(self, api: Clients, version: int) -> dict[str, Any]:
         first = self._curation(api, version, "scoring")
-        scores = api.call("GET", "curator", "/domains",
-                          params={"dataset": DATASET, "version": first["output_version"]})
-        domains = scores["domains"]
-        flagged = [row["domain"] for row in domains if row["recommendation"] == "blacklist"]
+        domains = api.curator.domain_scores(DATASET, first.output_version).domains
+        flagged = [row.domain for row in domains if row.recommendation == "blacklist"]
         for domain in flagged:
-            api.call("PUT", "curator", f"/blacklist/{domain}",
-                     json={"reason": "the curator's recommendation (demo)", "actor": "demo"})
+            api.curator.add_to_blacklist(domain, "the curator's recommendation (demo)", actor="demo")
         truth = _herbarium_domains(self.truth_path)
         self.say(f"[domains] {len(domains)} scored; blacklisted {len(flagged)} the curator recommended: "
                  f"{', '.join(flagged) or 'none'} (herbarium-like hosts in the fixture web: {', '.join(truth)})")
         final = self._curation(api, version, "curation") if flagged else first
-        report = final["report"]
-        excluded = report["excluded"]
-        self.say(f"[curation] v{final['output_version']}: {report['included']} images kept, excluded "
-                 + (", ".join(f"{count} {reason}" for reason, count in sorted(excluded.items())) or "none"))
-        return {"version": final["output_version"], "blacklisted": flagged, "report": report}
+        report = final.report
+        if report is None:
+            raise DemoFailed(f"curation {final.id} completed without a report")
+        self.say(f"[curation] v{final.output_version}: {report.included} images kept, excluded "
+                 + (", ".join(f"{count} {reason}" for reason, count in sorted(report.excluded.items())) or "none"))
+        return {"version": final.output_version, "blacklisted": flagged, "report": report.model_dump()}
 
-    def _curation(self, api: Api, version: int, label: str) -> dict[str, Any]:
-        created = api.call("POST", "curator", "/curations", json={"dataset": DATASET, "version": version})
-        run_id = created["id"]
-        view = self._follow(label, lambda: api.call("GET", "curator", f"/curations/{run_id}"), lambda v: "")
-        if view["state"] != JobState.completed:
-            raise DemoFailed(f"the curation ended {view['state']}: {view.get('error')}")
+    def _curation(self, api: Clients, version: int, label: str) -> Curation:
+        created = api.curator.curate(DATASET, version)
+        view = self._follow(label, lambda: api.curator.curation(created.id), lambda _: "")
+        if view.state is not JobState.completed:
+            raise DemoFailed(f"the curation ended {view.state}: {view.error}")
         return view
 
-    def train(self, api: Api, version: int) -> dict[str, Any]:
+    def train(self, api: Clients, version: int) -> dict[str, Any]:
         from services.trainer.presets import demo_spec
 
         spec = demo_spec(DATASET, version).model_dump(mode="json")
         spec["epochs"] = self.size.epochs
         spec["data"]["image_size"] = self.size.image_size
-        accepted = api.call("POST", "trainer", "/jobs", json=spec)
+        accepted = api.trainer.submit_job(TrainingJobSpec.model_validate(spec))
         started = time.perf_counter()
-        job = self._follow("train", lambda: api.call("GET", "trainer", f"/jobs/{accepted['job_id']}"),
-                           lambda v: f"epoch {v.get('epoch', 0)}/{v.get('epochs') or '?'}")
-        if job["state"] != JobState.completed:
-            log = "\n".join(job.get("log_tail", []))
-            raise DemoFailed(f"training ended {job['state']}: {job.get('error')}\n{log}")
-        metrics = job["metrics"]
-        classes = accepted["classes"]
-        self.say(f"[train] {accepted['model_id']}: {len(classes)} classes, {job['epoch']} epochs in "
+        job = self._follow("train", lambda: api.trainer.job(accepted.job_id),
+                           lambda view: f"epoch {view.epoch}/{view.epochs or '?'}")
+        if job.state is not JobState.completed:
+            log = "\n".join(job.log_tail)
+            raise DemoFailed(f"training ended {job.state}: {job.error}\n{log}")
+        metrics = job.metrics
+        classes = accepted.classes
+        self.say(f"[train] {accepted.model_id}: {len(classes)} classes, {job.epoch} epochs in "
                  f"{time.perf_counter() - started:.0f} s, test top-1 {metrics['top1']:.2f} "
                  f"(chance {1 / len(classes):.2f}), top-3 {metrics['top3']:.2f}")
-        return {"model_id": accepted["model_id"], "metrics": metrics, "classes": classes}
+        return {"model_id": accepted.model_id, "metrics": metrics, "classes": classes}
 
-    def predict(self, api: Api, model_id: str) -> dict[str, Any]:
-        api.call("POST", "trainer", f"/models/{model_id}/promote")
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            served = api.get_optional("inference", "/model")
-            if served and served.get("model_id") == model_id:
-                break
-            time.sleep(0.5)
-        else:
-            raise DemoFailed(f"the inference service did not load {model_id} within 120 s")
+    def predict(self, api: Clients, model_id: str) -> dict[str, Any]:
+        api.trainer.promote(model_id)
+        _wait_until_served(api.inference, model_id, 120)
         photos = _held_out_photos(self.size.classes, self.size.predictions)
         latencies, correct = [], 0
         for species, jpeg in photos:
             started = time.perf_counter()
-            answer = api.call("POST", "inference", "/predict", files={"file": ("photo.jpg", jpeg, "image/jpeg")})
+            answer = api.inference.predict(jpeg)
             latencies.append((time.perf_counter() - started) * 1000)
-            top = answer["predictions"][0] if answer["predictions"] else None
-            hit = top is not None and top["species"] == species
+            top = answer.predictions[0] if answer.predictions else None
+            hit = top is not None and top.species == species
             correct += hit
-            guess = f"{top['label']} ({top['probability']:.2f})" if top else "-"
-            self.say(f"  photo of {species:<28} -> {answer['verdict']:<10} {guess}{'  ✓' if hit else ''}")
+            guess = f"{top.label} ({top.probability:.2f})" if top else "-"
+            self.say(f"  photo of {species:<28} -> {answer.verdict:<10} {guess}{'  ✓' if hit else ''}")
         p50 = statistics.median(latencies)
         self.say(f"[predict] {correct}/{len(photos)} never-seen photos right at top-1, p50 {p50:.0f} ms per call "
-                 f"(model {model_id}); {answer['safety_notice']}")
+                 f"(model {model_id}); {answer.safety_notice}")
         refused = 0
         others = _not_species_photos()
         for what, jpeg in others:
-            other = api.call("POST", "inference", "/predict", files={"file": ("photo.jpg", jpeg, "image/jpeg")})
-            refused += not other["predictions"]
-            relevance = other.get("relevance_score")
-            self.say(f"  {what:<36} -> {other['verdict']:<15} photo of a fungus: "
+            other = api.inference.predict(jpeg)
+            refused += not other.predictions
+            relevance = other.relevance_score
+            self.say(f"  {what:<36} -> {other.verdict:<15} photo of a fungus: "
                      f"{'-' if relevance is None else f'{relevance:.0%}'}")
         self.say(f"[predict] {refused}/{len(others)} photos that are no species it knows got no species name")
         return {"correct": correct, "total": len(photos), "p50_ms": p50, "refused": refused,
                 "not_species": len(others)}
 
-    def _follow(self, label: str, poll: Callable[[], dict[str, Any]],
-                describe: Callable[[dict[str, Any]], str], timeout: float = 1800) -> dict[str, Any]:
+    def _follow(self, label: str, poll: Callable[[], Job], describe: Callable[[Job], str],
+                timeout: float = 1800) -> Job:
         deadline = time.monotonic() + timeout
         last = ""
         while time.monotonic() < deadline:
             view = poll()
-            state = str(view.get("state", ""))
-            if state in TERMINAL_STATES:
+            if view.state in TERMINAL_STATES:
                 if sys.stderr.isatty():
                     sys.stderr.write("\n")
                 return view
-            line = f"  {label}: {state} {describe(view)}".rstrip()
+            line = f"  {label}: {view.state} {describe(view)}".rstrip()
             if line != last and sys.stderr.isatty():
                 sys.stderr.write("\r" + line.ljust(78))
                 sys.stderr.flush()
@@ -302,30 +289,33 @@ class Demo:
         raise DemoFailed(f"{label} did not finish within {timeout:.0f} s")
 
 
-class Api:
-    """The services' HTTP APIs as the demo uses them: errors become DemoFailed with the service's detail."""
+class Clients:
+    """The four services' clients at the addresses the demo started them on, with its token."""
 
-    def __init__(self, client: httpx.Client, urls: dict[str, str], token: str) -> None:
-        self.client = client
-        self.urls = urls
-        self.headers = {"Authorization": f"Bearer {token}"}
+    def __init__(self, urls: dict[str, str], token: str) -> None:
+        self.downloader = DownloaderClient(urls["downloader"], token, timeout_s=120)
+        self.curator = CuratorClient(urls["curator"], token, timeout_s=120)
+        self.trainer = TrainerClient(urls["trainer"], token, timeout_s=120)
+        self.inference = InferenceClient(urls["inference"], token, timeout_s=120)
 
-    def call(self, method: str, service: str, path: str, **kwargs: Any) -> Any:
-        url = self.urls[service] + path
+    def __enter__(self) -> Clients:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for client in (self.downloader, self.curator, self.trainer, self.inference):
+            client.close()
+
+
+def _wait_until_served(inference: InferenceClient, model_id: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
         try:
-            response = self.client.request(method, url, headers=self.headers, **kwargs)
-        except httpx.HTTPError as exc:
-            raise DemoFailed(f"{service} did not answer {method} {path}: {exc}") from None
-        if response.status_code >= 400:
-            raise DemoFailed(f"{service} answered {response.status_code} to {method} {path}: {response.text[:500]}")
-        return response.json()
-
-    def get_optional(self, service: str, path: str) -> Any:
-        try:
-            response = self.client.get(self.urls[service] + path)
-        except httpx.HTTPError:
-            return None
-        return response.json() if response.status_code == 200 else None
+            if inference.model().model_id == model_id:
+                return
+        except ServiceUnavailable:
+            pass  # 503 until its watcher has loaded the promoted model
+        time.sleep(0.5)
+    raise DemoFailed(f"the inference service did not load {model_id} within {timeout:.0f} s")
 
 
 def down(stack_dir: Path, clean: bool = False) -> list[str]:
@@ -343,19 +333,16 @@ def down(stack_dir: Path, clean: bool = False) -> list[str]:
 
 
 def _start_module(name: str, module: str, args: list[str], env: dict[str, str], logs: Path) -> ManagedProcess:
-    from shared.processes import spawn
+    from sporeprint.processes import spawn
 
     proc, log_path = spawn(name, [sys.executable, "-m", module, *args], env, logs)
     return ManagedProcess(name, proc, log_path, None, env)
 
 
-def _harvest_progress(view: dict[str, Any]) -> str:
-    progress = view.get("progress", {})
-    done, total = progress.get("done"), progress.get("total")
-    rate = progress.get("images_per_s")
-    text = f"{done}/{total}" if done is not None and total else ""
-    return text + (f" {float(rate):.0f} img/s" if rate else "")
-
+def _harvest_progress(view: Harvest) -> str:
+    progress = view.progress
+    text = f"{progress.done}/{progress.total}" if progress.total else ""
+    return text + (f" {progress.images_per_s:.0f} img/s" if progress.images_per_s else "")
 
 
 def _herbarium_domains(truth_path: Path) -> list[str]:

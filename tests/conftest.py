@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from shared.manifests import ManifestStore
-from shared.processes import ManagedProcess, start_service, start_worker
 from shared.settings import Environment, Settings, get_settings
-from shared.stack import LocalStack, StackState
 from shared.storage import ObjectStore
+from sporeprint.processes import ManagedProcess, start_service, start_worker
+from sporeprint.stack import LocalStack, StackState
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT.parent / "shared" / "fixtures"  # optional evaluation data beside the repository

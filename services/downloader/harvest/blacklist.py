@@ -5,20 +5,25 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from services.downloader.clients.curator import CuratorClient, CuratorUnavailable
+from shared.clients import ServiceError
+from shared.clients.curator import CuratorClient
 from shared.curation import Blacklist, seed_blacklist
 from shared.storage import ObjectNotFound, ObjectStore
 
 logger = logging.getLogger(__name__)
 
 
+def _from_curator(curator_url: str, timeout_s: float) -> Blacklist:
+    with CuratorClient(curator_url, timeout_s=timeout_s) as curator:
+        return curator.blacklist()
+
+
 async def load_blacklist(curator_url: str, store: ObjectStore, cache_key: str,
                          timeout_s: float = 5.0) -> tuple[Blacklist, str]:
     """The blacklist and where it came from: "curator", "cache" or "seed"."""
     try:
-        async with CuratorClient(curator_url, timeout_s) as curator:
-            blacklist = await curator.blacklist()
-    except CuratorUnavailable as exc:
+        blacklist = await asyncio.to_thread(_from_curator, curator_url, timeout_s)
+    except ServiceError as exc:
         logger.warning("curator unavailable (%s): using the cached blacklist", exc)
     else:
         try:

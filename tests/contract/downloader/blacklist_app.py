@@ -1,6 +1,6 @@
 """A stand-in curator for tests: a real FastAPI app serving ``GET /blacklist`` in the shared contract's
 shape. Entries come from ``BLACKLIST_ENTRIES`` (JSON: {entry: reason}); ``BLACKLIST_STATUS`` makes it
-answer an error instead."""
+answer an error instead, ``BLACKLIST_BODY`` answer that JSON (outside the contract) instead."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import os
 from datetime import UTC, datetime
 
 from fastapi import FastAPI, HTTPException
+from fastapi.responses import JSONResponse
 
 from shared.curation import Blacklist, BlacklistEntry, parse_entry
 
@@ -30,8 +31,10 @@ def health() -> dict[str, str]:
 
 
 @app.get("/blacklist", response_model=Blacklist)
-def blacklist() -> Blacklist:
+def blacklist() -> Blacklist | JSONResponse:
     failure = os.environ.get("BLACKLIST_STATUS")
     if failure:
         raise HTTPException(int(failure), "curator is unwell")
+    if "BLACKLIST_BODY" in os.environ:
+        return JSONResponse(json.loads(os.environ["BLACKLIST_BODY"]))
     return blacklist_from(json.loads(os.environ.get("BLACKLIST_ENTRIES", "{}")), revision=7)

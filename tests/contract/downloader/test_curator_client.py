@@ -1,5 +1,5 @@
-"""The downloader's curator client against a real FastAPI app under uvicorn serving the shared
-Blacklist contract; and the fallbacks (cache in the real S3 server, then the seed list)."""
+"""The downloader's curator client (shared.clients.curator) against a real FastAPI app under uvicorn serving
+the shared Blacklist contract; and the harvest's fallbacks (cache in the real S3 server, then the seed list)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ import json
 
 import pytest
 
-from services.downloader.clients.curator import CuratorClient, CuratorUnavailable
 from services.downloader.harvest.blacklist import load_blacklist
-from shared.curation import SEED_BLACKLIST
-from shared.stack import free_port
+from shared.clients import ServiceRefused, ServiceUnavailable
+from shared.clients.curator import CuratorClient
+from shared.curation import SEED_BLACKLIST, canonical_entry
+from sporeprint.stack import free_port
 
 pytestmark = pytest.mark.contract
 
@@ -19,10 +20,10 @@ CACHE = "curation/blacklist-cache.json"
 ENTRIES = {"herbarium-digital.test": "herbarium sheets", "fungi-atlas.test/scans/": "specimen scans"}
 
 
-async def test_client_reads_the_blacklist_contract(run_service, settings) -> None:
+def test_client_reads_the_blacklist_contract(run_service, settings) -> None:
     curator = run_service("curator", APP, settings, {"BLACKLIST_ENTRIES": json.dumps(ENTRIES)})
-    async with CuratorClient(curator.url) as client:
-        blacklist = await client.blacklist()
+    with CuratorClient(curator.url) as client:
+        blacklist = client.blacklist()
     assert blacklist.revision == 7
     assert {entry.entry for entry in blacklist.entries} == set(ENTRIES)
     assert blacklist.match("http://cdn.herbarium-digital.test/a.jpg").entry == "herbarium-digital.test"
@@ -30,12 +31,20 @@ async def test_client_reads_the_blacklist_contract(run_service, settings) -> Non
     assert blacklist.match("http://fungi-atlas.test/media/1.jpg") is None
 
 
-@pytest.mark.parametrize("status_code", [500, 404])
-async def test_an_unwell_curator_is_unavailable(run_service, settings, status_code: int) -> None:
+@pytest.mark.parametrize(("status_code", "error"), [(500, ServiceUnavailable), (404, ServiceRefused)])
+async def test_an_unwell_curator_is_an_error_and_the_harvest_falls_back(
+        run_service, settings, store, status_code: int, error: type[Exception]) -> None:
     curator = run_service("curator", APP, settings, {"BLACKLIST_STATUS": str(status_code)})
-    async with CuratorClient(curator.url) as client:
-        with pytest.raises(CuratorUnavailable, match=str(status_code)):
-            await client.blacklist()
+    with CuratorClient(curator.url) as client, pytest.raises(error, match=f"\\({status_code}\\): curator is unwell"):
+        client.blacklist()
+    assert (await load_blacklist(curator.url, store, CACHE))[1] == "seed"
+
+
+async def test_an_answer_outside_the_contract_is_unavailable(run_service, settings, store) -> None:
+    curator = run_service("curator", APP, settings, {"BLACKLIST_BODY": json.dumps({"entries": "everything"})})
+    with CuratorClient(curator.url) as client, pytest.raises(ServiceUnavailable, match="not its contract"):
+        client.blacklist()
+    assert (await load_blacklist(curator.url, store, CACHE))[1] == "seed"
 
 
 async def test_down_curator_falls_back_to_cache_then_seed(run_service, settings, store) -> None:
@@ -48,11 +57,12 @@ async def test_down_curator_falls_back_to_cache_then_seed(run_service, settings,
     store.delete(CACHE)
     seed, origin = await load_blacklist(f"http://127.0.0.1:{free_port()}", store, CACHE, timeout_s=2)
     assert origin == "seed"
-    assert {entry.entry for entry in seed.entries} == set(SEED_BLACKLIST)
+    assert {entry.entry for entry in seed.entries} == {canonical_entry(entry)[0] for entry in SEED_BLACKLIST}
     assert seed.match("https://mediaphoto.mnhn.fr/media/123.jpg") is not None
     assert seed.match("https://mediaphoto.mnhn.fr/other/123.jpg") is None
 
 
-async def test_client_must_be_entered() -> None:
-    with pytest.raises(RuntimeError, match="async with"):
-        await CuratorClient("http://127.0.0.1:1").blacklist()
+def test_a_closed_port_is_unavailable_after_the_retries() -> None:
+    client = CuratorClient(f"http://127.0.0.1:{free_port()}", retries=2, retry_backoff_s=0.01)
+    with client, pytest.raises(ServiceUnavailable, match="did not answer GET /blacklist"):
+        client.blacklist()

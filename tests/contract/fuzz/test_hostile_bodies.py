@@ -10,8 +10,8 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from shared.processes import ManagedProcess
 from shared.settings import Settings
+from sporeprint.processes import ManagedProcess
 
 pytestmark = pytest.mark.contract
 

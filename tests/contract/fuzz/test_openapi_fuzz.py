@@ -18,8 +18,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from shared.processes import ManagedProcess
 from shared.settings import Settings
+from sporeprint.processes import ManagedProcess
 
 pytestmark = pytest.mark.contract
 

@@ -1,5 +1,6 @@
 """Trainer (provider) -> inference (consumer): a model trained and promoted by the trainer's real code is
-loaded by the inference service's real loader and served by the running service."""
+loaded by the inference service's real loader and served by the running service, asked through the shared
+inference client (what the demo calls)."""
 
 from __future__ import annotations
 
@@ -8,18 +9,19 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import httpx
 import pytest
 
 from fixtureweb import SpeciesCatalog
 from fixtureweb.harvested import write_synthetic_manifest
 from services.inference.model import load_served_model
 from services.trainer.task import TrainingRun
-from shared.processes import ManagedProcess
+from shared.clients import ServiceUnavailable
+from shared.clients.inference import InferenceClient
 from shared.registry import ModelRegistry
 from shared.settings import Settings
 from shared.storage import ObjectStore
 from shared.training import TrainingJobSpec
+from sporeprint.processes import ManagedProcess
 
 pytestmark = [pytest.mark.contract, pytest.mark.ml]
 
@@ -38,32 +40,32 @@ def _train(store: ObjectStore, work: Path, model_id: str) -> None:
 def test_trained_model_is_served(
     store: ObjectStore, settings: Settings, tmp_path: Path, run_service: Callable[..., ManagedProcess]
 ) -> None:
-    _train(store, tmp_path / "work", "m-pipeline-1")
-    registry = ModelRegistry(store)
-    registry.promote("m-pipeline-1", by="contract-test")
-
-    served = load_served_model(registry, "m-pipeline-1")  # the consumer's loader, smoke test included
-    card = registry.card("m-pipeline-1")
-    assert served.card.model_id == "m-pipeline-1" and served.card.classes == card.classes
-
-    inference = run_service("inference", "services.inference.main:app", settings,
-                            {"SPOREPRINT_INFERENCE_POLL_INTERVAL_S": "0.5"})
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        model = httpx.get(f"{inference.url}/model")
-        if model.status_code == 200:
-            break
-        time.sleep(0.5)
-    assert model.status_code == 200, inference.log_tail()
-    assert model.json()["model_id"] == "m-pipeline-1"
-    assert model.json()["manifest_version"] == card.manifest_version
-
+    service = run_service("inference", "services.inference.main:app", settings,
+                          {"SPOREPRINT_INFERENCE_POLL_INTERVAL_S": "0.5"})
     photo = io.BytesIO()
     SpeciesCatalog(3, 0).render(0, 123_456, 96).convert("RGB").save(photo, "JPEG")
-    answer = httpx.post(f"{inference.url}/predict", files={"file": ("p.jpg", photo.getvalue(), "image/jpeg")})
-    assert answer.status_code == 200, answer.text
-    body = answer.json()
-    assert body["model_id"] == "m-pipeline-1"
-    labels = {label.name for label in card.classes}
-    assert all(prediction["label"] in labels for prediction in body["predictions"])
-    assert body["safety_notice"]
+    with InferenceClient(service.url) as inference:
+        assert not inference.ready().ready  # nothing promoted yet: 503, read as an answer
+        with pytest.raises(ServiceUnavailable) as no_model:
+            inference.predict(photo.getvalue())
+        assert no_model.value.status == 503
+
+        _train(store, tmp_path / "work", "m-pipeline-1")
+        registry = ModelRegistry(store)
+        registry.promote("m-pipeline-1", by="contract-test")
+        served = load_served_model(registry, "m-pipeline-1")  # the consumer's loader, smoke test included
+        card = registry.card("m-pipeline-1")
+        assert served.card.model_id == "m-pipeline-1" and served.card.classes == card.classes
+
+        deadline = time.monotonic() + 60
+        while not inference.ready().ready and time.monotonic() < deadline:
+            time.sleep(0.5)
+        model = inference.model()
+        assert (model.model_id, model.manifest_version) == ("m-pipeline-1", card.manifest_version), service.log_tail()
+        assert model.classes == card.classes
+
+        answer = inference.predict(photo.getvalue())
+        assert answer.model_id == "m-pipeline-1"
+        labels = {label.name for label in card.classes}
+        assert all(prediction.label in labels for prediction in answer.predictions)
+        assert answer.safety_notice

@@ -11,9 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.processes import ManagedProcess
 from shared.schemas import INVALID_DATASET
 from shared.settings import Settings
+from sporeprint.processes import ManagedProcess
 
 pytestmark = pytest.mark.contract
 

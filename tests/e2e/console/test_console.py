@@ -12,10 +12,11 @@ import httpx
 import pytest
 
 from fixtureweb import SpeciesCatalog
-from shared.processes import ManagedProcess
+from shared.clients.downloader import DownloaderClient
 from shared.registry import ClassLabel, ModelCard, ModelRegistry, ModelStatus
 from shared.settings import Settings
 from shared.storage import ObjectStore
+from sporeprint.processes import ManagedProcess
 
 SERVICES = {
     "downloader": "services.downloader.main:app",
@@ -57,12 +58,8 @@ def console(settings: Settings, store: ObjectStore, tmp_path: Path, gbif_sample:
         urls[f"SPOREPRINT_{name.upper()}_URL"] = run_service(
             name, app, settings, {"SPOREPRINT_INFERENCE_POLL_INTERVAL_S": "0.5"}).url
     console = run_service("console", "sporeprint.console.app:app", settings, urls)
-    auth = {"Authorization": f"Bearer {settings.api_token}"}
-    with open(gbif_sample, "rb") as sample:
-        imported = httpx.post(f"{urls['SPOREPRINT_DOWNLOADER_URL']}/manifests", headers=auth, timeout=60,
-                              data={"dataset": "psilocybe", "species": "Psilocybe semilanceata"},
-                              files={"file": (gbif_sample.name, sample, "text/plain")})
-    assert imported.status_code == 201, imported.text
+    with DownloaderClient(urls["SPOREPRINT_DOWNLOADER_URL"], settings.api_token) as downloader:
+        downloader.import_source("psilocybe", gbif_sample, species="Psilocybe semilanceata")
     publish_tiny_model(store, "m-console-1", tmp_path)
     yield console.url
 

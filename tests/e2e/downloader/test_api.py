@@ -12,11 +12,11 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-from services.downloader.cli import harvest_cli
 from services.downloader.core.config import DownloaderSettings
 from shared.manifests import ManifestStore
-from shared.processes import start_service, start_worker
 from shared.storage import ObjectStore
+from sporeprint.cli import harvest as harvest_cli
+from sporeprint.processes import start_service, start_worker
 from tests.conftest import TEST_TOKEN, make_settings, settings_env
 
 from .conftest import DOMAINS, downloader_env

@@ -151,7 +151,7 @@ async def test_per_domain_limit_is_respected(web, manifests, import_rows, downlo
 
 
 async def test_dead_domain_is_parked_then_given_up(web, manifests, import_rows, downloader_settings):
-    from shared.stack import free_port
+    from sporeprint.stack import free_port
 
     dead = [SourceRow(f"http://gone.test:{free_port()}/species/1/{n}.jpg", "Lost fungus") for n in range(10)]
     alive = species_rows(web, 6, start=900, domains=DOMAINS[2:3])

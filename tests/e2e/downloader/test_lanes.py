@@ -63,7 +63,7 @@ async def test_parked_dead_hosts_do_not_stall_the_live_ones(web, manifests, impo
                                                            downloader_settings) -> None:
     """One lane (the default on 2 CPUs), one request at a time: four dead hosts with more rows than the lane
     holds would fill it while parked; the live host's rows are all stored before the parks end."""
-    from shared.stack import free_port
+    from sporeprint.stack import free_port
 
     dead = [SourceRow(f"http://gone-{host}.test:{free_port()}/species/1/{n}.jpg", "Lost fungus")
             for host in range(4) for n in range(25)]

@@ -15,7 +15,7 @@ from aiohttp import web
 from fixtureweb.config import WebConfig
 from fixtureweb.content import ImageSpec, media_path
 from fixtureweb.server import FixtureHandler, build_app
-from shared.stack import free_port
+from sporeprint.stack import free_port
 
 
 class RunningWeb:

@@ -27,11 +27,11 @@ from fixtureweb.irrelevant import IrrelevantKind, render_irrelevant
 from fixtureweb.species import SpeciesCatalog
 from fixtureweb.web import FixtureWeb, FixtureWebInfo
 from shared import openset
-from shared.processes import ManagedProcess, start_service
 from shared.registry import ClassLabel, ModelCard, ModelRegistry, ModelStatus, model_key
 from shared.settings import Environment, Settings
-from shared.stack import StackState
 from shared.storage import ObjectStore
+from sporeprint.processes import ManagedProcess, start_service
+from sporeprint.stack import StackState
 
 IMAGE_SIZE = 48
 N_CLASSES = 6

@@ -16,7 +16,7 @@ from fixtureweb.web import FixtureWebInfo
 from services.inference.answers import UNCERTAIN, best_genus
 from services.inference.fetch import URL_REFUSED
 from services.inference.predictor import NO_MODEL
-from shared.stack import StackState
+from sporeprint.stack import StackState
 from tests.e2e.inference.conftest import (
     CATALOG,
     FixtureModel,

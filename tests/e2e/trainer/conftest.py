@@ -19,10 +19,10 @@ import httpx
 import pytest
 
 from fixtureweb.harvested import write_synthetic_manifest
-from shared.processes import ManagedProcess, start_service
 from shared.settings import Environment, Settings
-from shared.stack import StackState
 from shared.storage import ObjectStore
+from sporeprint.processes import ManagedProcess, start_service
+from sporeprint.stack import StackState
 
 TOKEN = "trainer-e2e-" + uuid.uuid4().hex
 DATASET = "synthetic-fungi"

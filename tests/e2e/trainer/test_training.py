@@ -16,8 +16,8 @@ from PIL import Image
 
 from shared import openset
 from shared.openset import MahalanobisScorer, load_scorer
-from shared.processes import ManagedProcess
 from shared.storage import ObjectStore
+from sporeprint.processes import ManagedProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.ml]
 
