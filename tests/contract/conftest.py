@@ -37,3 +37,24 @@ def refusal(call: Callable[[], object]) -> tuple[int, str]:
     with pytest.raises(ServiceRefused) as refused:
         call()
     return refused.value.status, refused.value.detail
+
+
+# Every service's app, for the tests that hold all four to the same rules (skeleton, fuzz, hostile bodies).
+SERVICE_APPS = {
+    "downloader": "services.downloader.main:app",
+    "curator": "services.curator.main:app",
+    "trainer": "services.trainer.main:app",
+    "inference": "services.inference.main:app",
+}
+
+
+@pytest.fixture
+def start_app(settings: Settings, run_service: Callable[..., ManagedProcess]) -> Callable[[str], ManagedProcess]:
+    """``start_app("curator")``: that service under uvicorn with the test's settings (the inference service
+    without its relevance gate, which these tests do not exercise and which takes seconds to load)."""
+
+    def start(name: str) -> ManagedProcess:
+        extra = {"SPOREPRINT_INFERENCE_RELEVANCE_GATE": "false"} if name == "inference" else None
+        return run_service(name, SERVICE_APPS[name], settings, extra)
+
+    return start

@@ -12,15 +12,10 @@ import pytest
 
 from shared.settings import Settings
 from sporeprint.processes import ManagedProcess
+from tests.contract.conftest import SERVICE_APPS
 
 pytestmark = pytest.mark.contract
 
-SERVICES = {
-    "downloader": "services.downloader.main:app",
-    "curator": "services.curator.main:app",
-    "trainer": "services.trainer.main:app",
-    "inference": "services.inference.main:app",
-}
 JSON = "application/json"
 HOSTILE: dict[str, tuple[bytes, str]] = {
     "nan": (b'{"dataset": NaN, "data": {"dataset": NaN}, "url": NaN}', JSON),
@@ -50,12 +45,11 @@ def json_routes(spec: dict) -> list[tuple[str, str]]:
     return routes
 
 
-@pytest.mark.parametrize("service", sorted(SERVICES))
+@pytest.mark.parametrize("service", sorted(SERVICE_APPS))
 def test_hostile_bodies_get_a_4xx_and_the_service_keeps_answering(
-    service: str, settings: Settings, run_service: Callable[..., ManagedProcess]
+    service: str, settings: Settings, start_app: Callable[[str], ManagedProcess]
 ) -> None:
-    process = run_service(service, SERVICES[service], settings,
-                          {"SPOREPRINT_INFERENCE_RELEVANCE_GATE": "false"} if service == "inference" else None)
+    process = start_app(service)
     auth = {"Authorization": f"Bearer {settings.api_token}"}
     with httpx.Client(base_url=process.url, timeout=60, trust_env=False) as client:
         routes = json_routes(client.get("/openapi.json").json())

@@ -20,16 +20,11 @@ from schemathesis.specs.openapi.checks import (
 
 from shared.settings import Settings
 from sporeprint.processes import ManagedProcess
+from tests.contract.conftest import SERVICE_APPS
 
 pytestmark = pytest.mark.contract
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "15"))
-SERVICES = {
-    "downloader": "services.downloader.main:app",
-    "curator": "services.curator.main:app",
-    "trainer": "services.trainer.main:app",
-    "inference": "services.inference.main:app",
-}
 
 
 @schemathesis.check
@@ -45,11 +40,11 @@ def no_crash(ctx: object, response: schemathesis.Response, case: schemathesis.Ca
 CHECKS = (no_crash, status_code_conformance, content_type_conformance, response_schema_conformance)
 
 
-@pytest.mark.parametrize("service", sorted(SERVICES))
+@pytest.mark.parametrize("service", sorted(SERVICE_APPS))
 def test_no_server_errors_and_responses_match_schema(
     service: str, settings: Settings, run_service: Callable[..., ManagedProcess]
 ) -> None:
-    process = run_service(service, SERVICES[service], settings)
+    process = run_service(service, SERVICE_APPS[service], settings)
     schema = schemathesis.openapi.from_url(f"{process.url}/openapi.json")
     headers = {"Authorization": f"Bearer {settings.api_token}"}
     failures: list[str] = []

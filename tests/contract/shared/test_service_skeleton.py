@@ -14,15 +14,10 @@ import pytest
 from shared.schemas import INVALID_DATASET
 from shared.settings import Settings
 from sporeprint.processes import ManagedProcess
+from tests.contract.conftest import SERVICE_APPS
 
 pytestmark = pytest.mark.contract
 
-SERVICES = {
-    "downloader": "services.downloader.main:app",
-    "curator": "services.curator.main:app",
-    "trainer": "services.trainer.main:app",
-    "inference": "services.inference.main:app",
-}
 
 BAD_NAME = "Not A Dataset!"
 # (method, path, JSON body or query) per service: each carries the bad dataset name in a different place.
@@ -42,10 +37,9 @@ def _messages(body: dict[str, Any]) -> list[str]:
     return [detail] if isinstance(detail, str) else [str(item.get("msg", "")) for item in detail]
 
 
-@pytest.mark.parametrize("service", sorted(SERVICES))
-def test_one_skeleton(service: str, settings: Settings, run_service: Callable[..., ManagedProcess]) -> None:
-    process = run_service(service, SERVICES[service], settings,
-                          {"SPOREPRINT_INFERENCE_RELEVANCE_GATE": "false"} if service == "inference" else None)
+@pytest.mark.parametrize("service", sorted(SERVICE_APPS))
+def test_one_skeleton(service: str, settings: Settings, start_app: Callable[[str], ManagedProcess]) -> None:
+    process = start_app(service)
     auth = {"Authorization": f"Bearer {settings.api_token}"}
     with httpx.Client(base_url=process.url, timeout=30, trust_env=False) as client:
         assert client.get("/health").json() == {"status": "ok"}
