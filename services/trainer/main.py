@@ -13,7 +13,8 @@ def create_app() -> FastAPI:
     return service_app("trainer", (jobs.router, sweeps.router, models.router, presets.router),
                        summary="Training jobs and sweeps on the GPU queue, and the model registry with lineage.",
                        responses={401: "missing API token", 403: "invalid API token", 404: "not found",
-                                  409: "the job or model cannot do that now"})
+                                  409: "the job or model cannot do that now",
+                                  422: "an invalid spec, or a manifest version that cannot satisfy it"})
 
 
 app = create_app()
