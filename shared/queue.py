@@ -139,9 +139,9 @@ def report_progress(**progress: Any) -> None:
     if job is None:
         return
     job.meta.setdefault("progress", {}).update(progress)
-    job.save_meta()  # type: ignore[no-untyped-call, unused-ignore]
+    job.save_meta()  # type: ignore[no-untyped-call]
 
 
 def job_progress(job: Job) -> dict[str, Any]:
-    job.refresh()  # type: ignore[no-untyped-call, unused-ignore]
+    job.refresh()  # type: ignore[no-untyped-call]
     return dict(job.meta.get("progress", {}))

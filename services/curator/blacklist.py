@@ -73,17 +73,14 @@ class BlacklistStore:
 
     def _update(self, change: Callable[[Blacklist], tuple[Blacklist, BlacklistChange]]) -> \
             tuple[Blacklist, BlacklistChange]:
-        applied: list[tuple[Blacklist, BlacklistChange]] = []
-
         def document(value: dict[str, Any] | None) -> dict[str, Any]:
             blacklist, history = self._parse(value)
             new, record = change(blacklist)
-            applied[:] = [(new, record)]
             return {"blacklist": new.model_dump(mode="json"),
                     "history": [item.model_dump(mode="json") for item in [*history, record]]}
 
-        self.store.update(BLACKLIST_KEY, document)
-        new, record = applied[0]
+        new, history = self._parse(self.store.update(BLACKLIST_KEY, document))
+        record = history[-1]  # the change just applied
         logger.info("blacklist r%d: %s %s by %s", new.revision, record.action, record.entry, record.actor)
         return new, record
 

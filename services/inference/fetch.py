@@ -74,7 +74,7 @@ def make_session(allow_loopback: bool, timeout_s: float, user_agent: str = "spor
 async def fetch_photo(session: aiohttp.ClientSession, url: str, max_bytes: int, max_redirects: int,
                       allow_loopback: bool) -> bytes:
     """The bytes at ``url``, following at most ``max_redirects`` redirects, each checked like the first."""
-    hops = [url]
+    hops: list[str] = []  # every URL asked for, so that an error names the host it happened at
 
     def check_hop(hop: str) -> None:
         hops.append(hop)

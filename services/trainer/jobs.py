@@ -156,10 +156,6 @@ def fetch(connection: Redis, job_id: str) -> Job:
     return job
 
 
-def state_of(job: Job) -> JobState:
-    return job_state(job)
-
-
 def log_tail(connection: Redis, job_id: str, lines: int = 50) -> list[str]:
     raw: list[bytes | str] = connection.lrange(log_key(job_id), -lines, -1)
     return [line.decode(errors="replace") if isinstance(line, bytes) else line for line in raw]
@@ -177,7 +173,7 @@ def train_job_ids(connection: Redis) -> list[str]:
 def cancel(connection: Redis, job_id: str) -> JobState:
     """Cancel a queued job, or stop a running one (its worker kills the work horse at once)."""
     job = fetch(connection, job_id)
-    state = state_of(job)
+    state = job_state(job)
     if state in TERMINAL_STATES:
         raise JobConflict(f"job is already {state.value}")
     connection.set(cancel_key(job_id), "1", ex=KEEP_SECONDS)

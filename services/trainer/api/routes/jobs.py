@@ -12,7 +12,7 @@ from services.trainer.api.deps import ManifestsDep, RedisDep, RegistryDep, Train
 from services.trainer.schemas import IdPath, JobAccepted, JobOut, JobSummary
 from services.trainer.submission import pin_and_plan
 from shared.auth import TokenDep
-from shared.queue import JobState
+from shared.queue import JobState, job_state
 from shared.registry import ModelNotFound, ModelRegistry, ModelStatus
 from shared.training import TrainingJobSpec
 
@@ -36,7 +36,7 @@ def job_view(connection: Redis, registry: ModelRegistry, job_id: str, tail: int)
         return JobOut(job_id=job_id, model_id=job_id, state=state, metrics=card.metrics, error=card.error,
                       spec=card.spec, log_tail=jobs.log_tail(connection, job_id, tail))
     progress: dict[str, Any] = dict(job.meta.get("progress", {}))
-    state = jobs.state_of(job)
+    state = job_state(job)
     error = progress.get("error")
     if state is JobState.failed and not error:
         result = job.latest_result()
@@ -73,7 +73,7 @@ def list_jobs(connection: RedisDep) -> list[JobSummary]:
             continue
         progress = job.meta.get("progress", {})
         summaries.append(JobSummary(
-            job_id=job.id, state=jobs.state_of(job), stage=progress.get("stage"), epoch=progress.get("epoch", 0),
+            job_id=job.id, state=job_state(job), stage=progress.get("stage"), epoch=progress.get("epoch", 0),
             epochs=progress.get("epochs"), name=job.meta.get("spec", {}).get("name"), enqueued_at=job.enqueued_at))
     return sorted(summaries, key=lambda s: s.job_id, reverse=True)
 
