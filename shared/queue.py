@@ -15,12 +15,16 @@ from datetime import date, datetime
 from enum import StrEnum
 from pathlib import PurePath
 from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from redis import Redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry as RedisRetry
 from rq import Queue, Retry, get_current_job
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
+from shared.logs import current_request_id
 from shared.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -96,8 +100,50 @@ class JobSerializer:
         return json.loads(data.decode("utf-8") if isinstance(data, bytes) else data)
 
 
-def redis_connection(settings: Settings) -> Redis:
-    return Redis.from_url(settings.redis_url)
+REDIS_USER = "sporeprint"
+REDIS_ACL_RULES = "~* &* +@all -@dangerous +info +client|setname +client|getname +client|list +client|id"
+"""What the services and workers may do in Redis (an ACL user's rules): every key and channel, every command
+but the dangerous ones (FLUSHALL, CONFIG, DEBUG, KEYS, ...), plus the few of those RQ needs (INFO for the
+server version, CLIENT SETNAME/GETNAME/LIST/ID for worker names). The local stack, docker-compose and
+Kubernetes all create this user with these rules; the default user is switched off."""
+
+
+def redis_acl(password: str, user: str = REDIS_USER) -> str:
+    """A Redis ACL file (``--aclfile``) with only ``user``, holding :data:`REDIS_ACL_RULES` and ``password``."""
+    if not password or any(c.isspace() for c in password):
+        raise ValueError("a Redis password must be non-empty and contain no whitespace")
+    return f"user default off\nuser {user} on >{password} {REDIS_ACL_RULES}\n"
+
+
+def redis_connection(settings: Settings, timeout_s: float | None = None) -> Redis:
+    """A connection as the settings say: the URL (``redis://`` or ``rediss://`` for TLS), with the ACL user and
+    password from ``redis_username`` / ``redis_password`` when set (they win over any in the URL).
+
+    ``timeout_s``: connect and read time-outs, and no retry (for callers that must answer quickly, such as a
+    metrics scrape); ``None``: redis-py's defaults (wait, as a worker should)."""
+    url = settings.redis_url
+    options: dict[str, Any] = {}
+    if settings.redis_username or settings.redis_password is not None:
+        parts = urlsplit(url)  # Redis.from_url lets the URL's user and password win over keyword arguments
+        url = urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1]))
+        options["username"] = settings.redis_username or (unquote(parts.username) if parts.username else None)
+        options["password"] = (settings.redis_password.get_secret_value() if settings.redis_password is not None
+                               else unquote(parts.password) if parts.password else None)
+    if settings.redis_ca_file and url.startswith("rediss://"):
+        options["ssl_ca_certs"] = settings.redis_ca_file
+    if timeout_s is not None:
+        options.update(socket_timeout=timeout_s, socket_connect_timeout=timeout_s, retry=RedisRetry(NoBackoff(), 0))
+    return Redis.from_url(url, **options)
+
+
+def redacted_url(url: str) -> str:
+    """``url`` with any password replaced by ``***``: what logs and status pages may show."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = f"{parts.username}:" if parts.username else ":"
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{user}***@{host}"))
 
 
 def get_queue(name: QueueName, connection: Redis) -> Queue:
@@ -111,13 +157,23 @@ def enqueue(connection: Redis, queue: QueueName, function: Callable[..., Any], *
 
     ``timeout_s``: RQ stops the job after this long (``None``: never, for jobs that checkpoint and resume).
     ``keep_s``: how long its result, or its failure, stays readable. ``retries``: RQ runs a failed job again
-    up to this many times (only for jobs that are idempotent).
+    up to this many times (only for jobs that are idempotent). The current request id goes into
+    ``meta["request_id"]``: the worker logs the job under it (``shared.worker``).
     """
     return get_queue(queue, connection).enqueue(
         function, *args, job_id=job_id, job_timeout=-1 if timeout_s is None else timeout_s, result_ttl=keep_s,
-        failure_ttl=keep_s, retry=Retry(max=retries) if retries else None, meta=meta or {},
+        failure_ttl=keep_s, retry=Retry(max=retries) if retries else None, meta=with_request_id(meta),
         description=description,
     )
+
+
+def with_request_id(meta: dict[str, Any] | None) -> dict[str, Any]:
+    """``meta`` plus the id of the request being handled (if any, and unless ``meta`` names one)."""
+    request_id = current_request_id()
+    meta = dict(meta or {})
+    if request_id is not None:
+        meta.setdefault("request_id", request_id)
+    return meta
 
 
 def fetch_job(connection: Redis, job_id: str) -> Job | None:

@@ -8,6 +8,7 @@ reached or refuses a request ends the command with one line saying so and exit c
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import time
@@ -39,35 +40,91 @@ def _load_stack_env(stack_dir: Path) -> None:
     os.environ.setdefault("SPOREPRINT_ENVIRONMENT", "development")
 
 
+def _settings():  # noqa: ANN202 - lazy import
+    from shared.settings import Settings
+
+    return Settings()
+
+
 def _manifests():  # noqa: ANN202 - lazy imports keep `sporeprint --help` fast
     from shared.manifests import ManifestStore
-    from shared.settings import Settings
     from shared.storage import ObjectStore
 
-    store = ObjectStore.from_settings(Settings())
+    store = ObjectStore.from_settings(_settings())
     store.ensure_bucket()
     return ManifestStore(store)
 
 
 class _Cli(click.Group):
-    """The command group whose commands end a service's failure with one line (exit code 1), not a traceback."""
+    """The command group whose commands end a failure to reach a service, S3 or Redis, or a settings mistake,
+    with one line (exit code 1), not a traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except ServiceError as exc:
             raise click.ClickException(str(exc)) from None
+        except Exception as exc:
+            line = unreachable_line(exc)
+            if line is None:
+                raise
+            raise click.ClickException(line) from None
+
+
+def _setting(name: str) -> str:
+    try:
+        return str(getattr(_settings(), name))
+    except Exception:  # noqa: BLE001 - only for the message: the settings themselves may be what is wrong
+        return "?"
+
+
+def unreachable_line(exc: BaseException) -> str | None:
+    """One line for the failures a user fixes in their settings (S3 or Redis unreachable, a bad settings file or
+    value), or ``None`` for anything else (a bug, which keeps its traceback)."""
+    from minio.error import S3Error
+    from pydantic import ValidationError
+    from redis.exceptions import AuthenticationError
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import ResponseError as RedisResponseError
+    from urllib3.exceptions import HTTPError as Urllib3Error
+
+    from shared.settings import ENV_FILE_VARIABLE, EnvFileMissing
+
+    where = f" ({ENV_FILE_VARIABLE}={os.environ[ENV_FILE_VARIABLE]})" if os.environ.get(ENV_FILE_VARIABLE) else ""
+    if isinstance(exc, EnvFileMissing):
+        return str(exc)
+    if isinstance(exc, ValidationError):
+        first = exc.errors()[0]
+        return f"settings{where}: {first['msg']}"
+    if isinstance(exc, Urllib3Error | S3Error):
+        endpoint = _setting("s3_endpoint")
+        reason = getattr(exc, "reason", None) or getattr(exc, "code", None) or exc
+        return f"cannot use S3 at {endpoint}{where}: {reason}; check SPOREPRINT_S3_ENDPOINT and the keys"
+    if isinstance(exc, AuthenticationError | RedisConnectionError | RedisResponseError):
+        from shared.queue import redacted_url
+
+        url = redacted_url(_setting("redis_url"))
+        return f"cannot use Redis at {url}{where}: {exc}; check SPOREPRINT_REDIS_URL and its password"
+    return None
 
 
 @click.group(cls=_Cli)
 @click.option("--log-level", default="WARNING", show_default=True)
 @click.option("--stack-dir", type=click.Path(path_type=Path), default=DEFAULT_STACK_DIR, show_default=True)
+@click.option("--env-file", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
+              envvar="SPOREPRINT_ENV_FILE", help="read SPOREPRINT_* settings from this KEY=value file too "
+              "(none is read unless named; the environment wins over it)")
 @click.pass_context
-def main(ctx: click.Context, log_level: str, stack_dir: Path) -> None:
+def main(ctx: click.Context, log_level: str, stack_dir: Path, env_file: Path | None) -> None:
     """sporeprint: public biodiversity photos in, a mushroom classifier out."""
-    configure_logging(log_level)
+    configure_logging(log_level, "text")  # a person reads the CLI's lines, piped or not
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:  # its retries end in the one line below
+        logging.getLogger("urllib3").setLevel(logging.ERROR)
     ctx.obj = {"stack_dir": stack_dir}
-    _load_stack_env(stack_dir)
+    if env_file is not None:  # a named settings file decides where things are; the local stack is not assumed
+        os.environ["SPOREPRINT_ENV_FILE"] = str(env_file)
+    else:
+        _load_stack_env(stack_dir)
 
 
 @main.group()
@@ -84,8 +141,10 @@ def stack_up(ctx: click.Context, s3_port: int, redis_port: int) -> None:
     local = LocalStack(ctx.obj["stack_dir"])
     state = local.up(s3_port=s3_port, redis_port=redis_port)
     env_file = local.dir / "stack.env"
+    env_file.touch(mode=0o600)
+    env_file.chmod(0o600)  # it holds the S3 keys and the Redis password
     env_file.write_text("".join(f"export {key}={value}\n" for key, value in state.env().items()))
-    click.echo(f"stack up: S3 http://{state.s3_endpoint} (bucket {state.bucket}), Redis {state.redis_url}")
+    click.echo(f"stack up: S3 http://{state.s3_endpoint} (bucket {state.bucket}), Redis {state.redis_address}")
     click.echo(f"settings for other shells: source {env_file}")
 
 
@@ -176,9 +235,8 @@ def _downloader_options(function: F) -> F:
 
 def _downloader(url: str | None, token: str | None) -> DownloaderClient:
     from shared.clients.downloader import DownloaderClient
-    from shared.settings import Settings
 
-    settings = Settings()
+    settings = _settings()
     return DownloaderClient(url or settings.downloader_url, token or settings.api_token)
 
 

@@ -87,7 +87,7 @@ class Demo:
     def start(self) -> None:
         started = time.perf_counter()
         stack = LocalStack(self.stack_dir).up()
-        self.say(f"[stack] S3 server http://{stack.s3_endpoint}, Redis {stack.redis_url} "
+        self.say(f"[stack] S3 server http://{stack.s3_endpoint}, Redis {stack.redis_address} "
                  f"({time.perf_counter() - started:.1f} s)")
         work = self.stack_dir / "demo"
         logs = work / "logs"

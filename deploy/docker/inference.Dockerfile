@@ -2,7 +2,7 @@
 # Inference API: serves the promoted model on CPU (tensorflow-cpu).
 # Build from the repository root:  docker build -f deploy/docker/inference.Dockerfile -t sporeprint/inference .
 
-ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
+ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm@sha256:65a93d69fa75478d554f4ad27c85c1e69fa184956261b4301ebaf6dbb0a3543d
 
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 \

@@ -7,7 +7,7 @@
 # wheels), on the same Python as the other images: the tensorflow/tensorflow:*-gpu images ship the distro's
 # Python, which need not satisfy requires-python >= 3.11. The host needs only the NVIDIA driver and the
 # NVIDIA container toolkit. requirements/trainer-gpu.lock pins them (make lock), at the CPU images' TensorFlow.
-ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
+ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm@sha256:65a93d69fa75478d554f4ad27c85c1e69fa184956261b4301ebaf6dbb0a3543d
 
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 \

@@ -11,6 +11,8 @@ from redis import Redis
 from rq.job import Job
 
 from services.curator.curation import CurationRun, curate, load_run, save_run
+from services.curator.metrics import CurationRecorder
+from shared.job_metrics import JobMetrics
 from shared.queue import JobState, QueueName, enqueue
 from shared.settings import get_settings
 from shared.storage import ObjectStore
@@ -33,12 +35,15 @@ def run_curation(curation_id: str) -> dict[str, Any]:
         raise LookupError(f"curation {curation_id} has no run record")
     run.state = JobState.running
     save_run(store, run)
+    recorder = CurationRecorder(JobMetrics.for_current_job())
     try:
         report, version = curate(store, run)
     except Exception as exc:
         run.state, run.error, run.finished_at = JobState.failed, f"{type(exc).__name__}: {exc}", datetime.now(UTC)
         save_run(store, run)
+        recorder.ended(JobState.failed)
         raise
+    recorder.ended(JobState.completed, report)
     run.state, run.report, run.output_version, run.finished_at = (JobState.completed, report, version,
                                                                   datetime.now(UTC))
     save_run(store, run)

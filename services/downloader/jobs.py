@@ -19,7 +19,9 @@ from services.downloader.harvest.control import HarvestControl
 from services.downloader.harvest.engine import Harvester, HarvestHooks
 from services.downloader.harvest.loop import run_event_loop
 from services.downloader.harvest.state import HarvestRequest, HarvestState
-from shared.queue import QueueName, enqueue, redis_connection, report_progress
+from services.downloader.metrics import HarvestRecorder
+from shared.job_metrics import JobMetrics
+from shared.queue import JobState, QueueName, enqueue, redis_connection, report_progress
 from shared.settings import Settings, get_settings
 from shared.storage import ObjectStore
 
@@ -55,7 +57,9 @@ def execute_harvest(harvest_id: str, settings: Settings, downloader: DownloaderS
     finished = state.outcome()
     if finished is not None:
         return finished.model_dump(mode="json")
-    control = HarvestControl(redis_connection(settings), harvest_id)
+    connection = redis_connection(settings)
+    control = HarvestControl(connection, harvest_id)
+    recorder = HarvestRecorder(JobMetrics(connection))
     token = uuid.uuid4().hex
     ttl = downloader.lease_ttl_s
     deadline = time.monotonic() + 2 * ttl + 5  # a dead worker's lease runs out within ttl
@@ -75,8 +79,14 @@ def execute_harvest(harvest_id: str, settings: Settings, downloader: DownloaderS
         hooks = HarvestHooks(
             progress=lambda progress: report_progress(**progress, blacklist=origin),
             should_cancel=control.cancel_requested,
+            checkpointed=recorder.checkpointed,
         )
-        outcome = run_event_loop(Harvester(store, request, downloader, blacklist, hooks).run())
+        try:
+            outcome = run_event_loop(Harvester(store, request, downloader, blacklist, hooks).run())
+        except Exception:
+            recorder.ended(JobState.failed)
+            raise
+        recorder.ended(outcome.state)
         report_progress(**{**outcome.counts, "state": outcome.state.value, "manifest_version": outcome.manifest_version,
                            "blacklist": origin})
         return outcome.model_dump(mode="json")

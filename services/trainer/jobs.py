@@ -25,6 +25,8 @@ from rq.exceptions import InvalidJobOperation
 from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 
+from services.trainer.metrics import TrainingRecorder
+from shared.job_metrics import JobMetrics
 from shared.queue import (
     TERMINAL_STATES,
     JobState,
@@ -127,15 +129,19 @@ def run_training(model_id: str, spec_data: dict[str, Any]) -> dict[str, Any]:
     def canceled() -> bool:
         return bool(connection is not None and connection.exists(cancel_key(model_id)))
 
-    from services.trainer.task import TrainingRun  # TensorFlow loads in the work horse only
+    from services.trainer.task import JobCanceled, TrainingRun  # TensorFlow loads in the work horse only
 
+    recorder = TrainingRecorder(JobMetrics(connection))
     run = TrainingRun(spec, model_id, store, Path(settings.work_dir), progress=report_progress,
-                      cancel_requested=canceled, job_id=job.id if job is not None else model_id)
+                      cancel_requested=canceled, job_id=job.id if job is not None else model_id,
+                      on_epoch=recorder.epoch)
     try:
         logger.info("training job %s: %s", model_id, spec.name or spec.backbone.name.value)
         card = run.run()
+        recorder.ended(JobState.completed)
     except BaseException as exc:
         logger.exception("training job %s failed", model_id)
+        recorder.ended(JobState.cancelled if isinstance(exc, JobCanceled) else JobState.failed)
         message = f"{type(exc).__name__}: {exc}"
         report_progress(stage="failed", error=message)
         try:

@@ -44,6 +44,7 @@ logger = logging.getLogger(__name__)
 
 Progress = Callable[..., None]
 CancelCheck = Callable[[], bool]
+EpochHook = Callable[[dict[str, Any], float, int], None]  # (history row, epoch seconds, training images)
 
 PHASE_HEAD = "head"
 PHASE_FINE_TUNE = "fine_tune"
@@ -165,6 +166,7 @@ class TrainingRun:
         progress: Progress | None = None,
         cancel_requested: CancelCheck | None = None,
         job_id: str | None = None,
+        on_epoch: EpochHook | None = None,
     ) -> None:
         if spec.data.manifest_version is None:
             raise ValueError("the spec's manifest version must be pinned before training")
@@ -177,6 +179,7 @@ class TrainingRun:
         self.local = work_dir / "trainer" / store.bucket / model_id
         self.progress: Progress = progress or (lambda **_: None)
         self.cancel_requested: CancelCheck = cancel_requested or (lambda: False)
+        self.on_epoch: EpochHook = on_epoch or (lambda row, seconds, images: None)
         self.checkpoints = Checkpoints(store, model_id, self.local / "checkpoint")
         self.state = TrainingState()
         self.plan: DatasetPlan | None = None
@@ -194,6 +197,7 @@ class TrainingRun:
         self.progress(stage=self.state.phase, epoch=self.state.epoch, epochs=self.total_epochs,
                       history=self.state.history, eta_seconds=eta, best_val_accuracy=self.state.best_val_accuracy,
                       best_epoch=self.state.best_epoch)
+        self.on_epoch(row, self.state.epoch_seconds[-1], len(self.paths.get("train", ())))
 
     # --- the task ---------------------------------------------------------------------------------------
     def build_inputs(self) -> dict[str, tf.data.Dataset]:

@@ -3,7 +3,8 @@
 A client is a synchronous ``httpx.Client`` (``trust_env=False``: a proxy from the environment never sees the
 token) used as a context manager. Reads (GET) are retried on connection errors, since nothing was sent; no
 other request is retried. Every failure is one of two errors: the service could not be reached or broke
-(:class:`ServiceUnavailable`), or it refused the request (:class:`ServiceRefused`, with its detail).
+(:class:`ServiceUnavailable`), or it refused the request (:class:`ServiceRefused`, with its detail). Every
+request carries the current request id (``X-Request-ID``, ``shared.logs``): the called service logs under it.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from urllib.parse import quote
 
 import httpx
 from pydantic import TypeAdapter, ValidationError
+
+from shared.logs import REQUEST_ID_HEADER, current_request_id
 
 T = TypeVar("T")
 
@@ -105,6 +108,9 @@ class ServiceClient:
 
     def _send(self, method: str, path: str, **request: Any) -> httpx.Response:
         headers: dict[str, str] = {"Accept": "application/json", **request.pop("headers", {})}
+        request_id = current_request_id()
+        if request_id is not None:  # the next service logs under the same id
+            headers.setdefault(REQUEST_ID_HEADER, request_id)
         if method != "GET" and self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         attempts = 1 + (self.retries if method == "GET" else 0)

@@ -5,10 +5,12 @@ from __future__ import annotations
 from functools import lru_cache
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from shared.settings import SporeprintSettings
 
 
-class CuratorSettings(BaseSettings):
+class CuratorSettings(SporeprintSettings):
     model_config = SettingsConfigDict(env_prefix="SPOREPRINT_CURATOR_", env_ignore_empty=True, extra="ignore")
 
     # Default recommendation rules for GET /domains (overridable per request).

@@ -9,14 +9,16 @@ from __future__ import annotations
 from functools import lru_cache
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from shared.settings import SporeprintSettings
 
 DEFAULT_USER_AGENT = "sporeprint-harvester/0.1 (biodiversity image research; respects X-Robots-Tag noai)"
 
 
-class DownloaderSettings(BaseSettings):
+class DownloaderSettings(SporeprintSettings):
     model_config = SettingsConfigDict(
-        env_prefix="SPOREPRINT_DOWNLOADER_", env_file=".env", env_ignore_empty=True, extra="ignore"
+        env_prefix="SPOREPRINT_DOWNLOADER_", env_ignore_empty=True, extra="ignore"
     )
 
     # Network safety. URLs come from untrusted files: private, loopback and link-local addresses are

@@ -51,11 +51,13 @@ def shared_values(column: pa.ChunkedArray) -> list[Any]:
 
 @dataclass
 class HarvestHooks:
-    """How a harvest talks to whoever runs it: progress out, cancellation in. Both are called on the
-    event loop's thread (RQ's current job is per thread), a few times a second, and must be quick."""
+    """How a harvest talks to whoever runs it: progress out, cancellation in, saved rows out. The first two
+    are called on the event loop's thread (RQ's current job is per thread), a few times a second, and must be
+    quick; ``checkpointed`` gets the rows of each checkpoint once saved, on a worker thread (it may block)."""
 
     progress: Callable[[dict[str, Any]], None] = lambda progress: None
     should_cancel: Callable[[], bool] = lambda: False
+    checkpointed: Callable[[list[RowResult]], None] = lambda results: None
 
 
 @dataclass
@@ -298,10 +300,19 @@ class Harvester:
         if not batch:
             return
         try:
-            await asyncio.to_thread(self.state.append, batch)
+            await asyncio.to_thread(self._save, batch)
         except Exception:
             self._unsaved = batch + self._unsaved
             raise
+
+    def _save(self, batch: list[RowResult]) -> None:
+        """Append a checkpoint, then hand its rows to the hook: in one thread, so that a tick cancelled while
+        it saves still reports what it saved."""
+        self.state.append(batch)
+        try:
+            self.hooks.checkpointed(batch)
+        except Exception:  # noqa: BLE001 - saved is saved: the rows must not be appended again
+            logger.exception("harvest %s: checkpoint hook failed", self.request.id)
 
     async def _tick_loop(self) -> None:
         """A few times a second: cancel requested?, idle domains of the lanes, checkpoint, progress. A failed

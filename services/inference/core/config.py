@@ -5,12 +5,14 @@ from __future__ import annotations
 from functools import lru_cache
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from shared.settings import SporeprintSettings
 
 
-class InferenceSettings(BaseSettings):
+class InferenceSettings(SporeprintSettings):
     model_config = SettingsConfigDict(
-        env_prefix="SPOREPRINT_INFERENCE_", env_file=".env", env_ignore_empty=True, extra="ignore"
+        env_prefix="SPOREPRINT_INFERENCE_", env_ignore_empty=True, extra="ignore"
     )
 
     # Answers. The thresholds that decide an answer come from the served model's card (fitted on its validation

@@ -13,6 +13,7 @@ import keras
 import numpy as np
 import pytest
 from PIL import Image
+from prometheus_client.parser import text_string_to_metric_families
 
 from shared import openset
 from shared.openset import MahalanobisScorer, load_scorer
@@ -29,6 +30,7 @@ def test_a_submitted_job_trains_well_above_chance_and_lands_in_the_registry(
     worker = shared_worker
     spec = spec_for(name="quality", epochs=14, export={"saved_model": True, "tflite_float16": True},
                     callbacks={"early_stopping": {"patience": 6}})
+    before = scrape(client)
     accepted = client.post("/jobs", json=spec)
     assert accepted.status_code == 202, accepted.text
     job_id = accepted.json()["job_id"]
@@ -42,6 +44,7 @@ def test_a_submitted_job_trains_well_above_chance_and_lands_in_the_registry(
     assert any("epoch 1/" in line for line in body["log_tail"])
     # 4 classes: chance is 0.25
     assert body["metrics"]["top1"] >= 0.6, body["metrics"]
+    assert_training_metrics(before, scrape(client), body["history"])
 
     models = {model["model_id"]: model for model in client.get("/models").json()}
     assert models[job_id]["status"] == "complete"
@@ -74,6 +77,36 @@ def test_a_submitted_job_trains_well_above_chance_and_lands_in_the_registry(
     assert promoted.status_code == 200, promoted.text
     assert client.get("/models/promoted").json()["model_id"] == job_id
     assert client.get(f"/models/{job_id}").json()["promoted"] is True
+
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def scrape(client: httpx.Client) -> Samples:
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(response.text) for sample in family.samples}
+
+
+def assert_training_metrics(before: Samples, after: Samples, history: list[dict[str, Any]]) -> None:
+    """What the worker wrote to Redis each epoch is on the trainer's /metrics: the last epoch's figures, epochs and
+    jobs counted, the train queue (counters as differences: other tests of the session train on this Redis too)."""
+    def added(name: str, **labels: str) -> float:
+        key = (name, tuple(sorted(labels.items())))
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    last = history[-1]
+    assert after[("sporeprint_redis_up", ())] == 1
+    assert after[("sporeprint_training_epoch", ())] == last["epoch"]
+    for name in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        assert after[(f"sporeprint_training_{name}", ())] == pytest.approx(last[name]), name
+    assert after[("sporeprint_training_images_per_second", ())] > 0
+    assert added("sporeprint_training_epochs_total", phase="head") + \
+        added("sporeprint_training_epochs_total", phase="fine_tune") == len(history)
+    assert added("sporeprint_training_jobs_total", state="completed") == 1
+    assert after[("sporeprint_rq_workers", (("queue", "train"),))] >= 1
+    assert ("sporeprint_rq_queued_jobs", (("queue", "train"),)) in after
 
 
 def assert_open_set_fitted(card: dict[str, Any], metrics: dict[str, Any], client: httpx.Client,

@@ -159,6 +159,8 @@ def realistic_env() -> dict[str, str]:
     env.update(
         SPOREPRINT_API_TOKEN="9f2c" * 8,
         SPOREPRINT_S3_SECRET_KEY="4b1e" * 8,
+        SPOREPRINT_S3_ADMIN_SECRET_KEY="7d3a" * 8,
+        SPOREPRINT_REDIS_PASSWORD="c0de" * 8,
     )
     return env
 

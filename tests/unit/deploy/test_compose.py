@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import shlex
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,9 @@ import jsonschema
 import pytest
 from pydantic import ValidationError
 
+from shared.queue import REDIS_ACL_RULES
 from shared.settings import Settings
+from sporeprint.s3_identities import ADMIN_VARIABLES
 
 from .conftest import (
     API_PORTS,
@@ -107,7 +108,7 @@ def test_docker_compose_itself_accepts_the_file(tmp_path: Path) -> None:
         target = tmp_path / "deploy" / "docker" / dockerfile.name
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(dockerfile.read_text())
-    for profiles in ("minio", ""):  # with MinIO, and with S3 in its place
+    for profiles in ("seaweedfs", ""):  # with SeaweedFS, and with S3 in its place
         (tmp_path / ".env").write_text("".join(
             f"{key}={profiles if key == 'COMPOSE_PROFILES' else value}\n" for key, value in env.items()))
         result = subprocess.run([binary, "config", "--quiet"], cwd=tmp_path, capture_output=True, text=True,
@@ -128,20 +129,22 @@ def test_interpolation_follows_compose_rules() -> None:
 
 def test_compose_refuses_to_start_without_the_secrets(compose_raw: dict) -> None:
     env = realistic_env()
-    for secret in ("SPOREPRINT_API_TOKEN", "SPOREPRINT_S3_ACCESS_KEY", "SPOREPRINT_S3_SECRET_KEY"):
+    for secret in ("SPOREPRINT_API_TOKEN", "SPOREPRINT_S3_ACCESS_KEY", "SPOREPRINT_S3_SECRET_KEY",
+                   *ADMIN_VARIABLES, "SPOREPRINT_REDIS_PASSWORD"):
         with pytest.raises(MissingVariable, match=secret):
             interpolate(compose_raw, {key: value for key, value in env.items() if key != secret})
 
 
 def test_every_variable_the_compose_file_uses_is_in_env_example() -> None:
-    used = set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)", COMPOSE_FILE.read_text()))
+    used = set(re.findall(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)", COMPOSE_FILE.read_text()))
     missing = used - set(read_env_file(ENV_EXAMPLE))
     assert not missing, f"add to .env.example: {sorted(missing)}"
 
 
 def test_env_example_sets_only_known_settings(env_names: dict) -> None:
     env = read_env_file(ENV_EXAMPLE)
-    unknown = sorted(key for key in env if key.startswith("SPOREPRINT_") and key not in env_names)
+    unknown = sorted(key for key in env if key.startswith("SPOREPRINT_") and key not in env_names
+                     and key not in ADMIN_VARIABLES)
     assert not unknown, f"not a field of any settings class: {unknown}"
 
 
@@ -158,7 +161,7 @@ def test_env_example_placeholders_are_refused_in_production(compose_raw: dict) -
 
 def test_the_whole_system_is_there(compose: dict) -> None:
     services = compose["services"]
-    for name in ("minio", "redis", *SPOREPRINT_SERVICES):
+    for name in ("seaweedfs", "s3-identities", "redis", *SPOREPRINT_SERVICES):
         assert name in services, f"docker-compose.yml has no service {name!r}"
 
 
@@ -207,13 +210,14 @@ def test_service_urls_point_at_the_services(compose: dict) -> None:
             assert (url.scheme, url.hostname, url.port) == ("http", api, port), f"{name}: {api} URL"
         redis = urlparse(env["SPOREPRINT_REDIS_URL"])
         assert (redis.hostname, redis.port) == ("redis", 6379)
-        assert env["SPOREPRINT_S3_ENDPOINT"] == "minio:9000"
+        assert env["SPOREPRINT_S3_ENDPOINT"] == "seaweedfs:8333"
 
 
 def test_environment_sets_only_settings_fields(compose: dict, env_names: dict) -> None:
     for name, service in compose["services"].items():
         unknown = sorted(key for key in service_env(service)
-                         if key.startswith("SPOREPRINT_") and key not in env_names)
+                         if key.startswith("SPOREPRINT_") and key not in env_names
+                         and not (name == "s3-identities" and key in ADMIN_VARIABLES))
         assert not unknown, f"{name} sets variables no settings class reads: {unknown}"
 
 
@@ -229,13 +233,59 @@ def test_environment_parses_as_settings(compose: dict) -> None:
         assert settings.api_token == realistic_env()["SPOREPRINT_API_TOKEN"]
 
 
-def test_minio_and_the_services_share_credentials(compose: dict) -> None:
-    minio = service_env(compose["services"]["minio"])
-    downloader = service_env(compose["services"]["downloader"])
-    assert minio["MINIO_ROOT_USER"] == downloader["SPOREPRINT_S3_ACCESS_KEY"]
-    assert minio["MINIO_ROOT_PASSWORD"] == downloader["SPOREPRINT_S3_SECRET_KEY"]
-    assert "minio" in compose["services"]["minio"]["profiles"]
-    assert "minio" in read_env_file(ENV_EXAMPLE)["COMPOSE_PROFILES"].split(",")
+def test_the_services_get_their_scoped_s3_user_and_only_the_bucket_maker_the_admin(compose: dict) -> None:
+    services = compose["services"]
+    identities = service_env(services["s3-identities"])
+    env = realistic_env()
+    assert services["s3-identities"]["command"] == ["python", "-m", "sporeprint.s3_identities",
+                                                     "/etc/seaweedfs/s3.json"]
+    assert "-s3.config=/etc/seaweedfs/s3.json" in services["seaweedfs"]["command"]
+    for name in ("downloader", "curator", "trainer", "inference", "cpu-worker", "train-worker"):
+        service = service_env(services[name])
+        assert service["SPOREPRINT_S3_ACCESS_KEY"] == identities["SPOREPRINT_S3_ACCESS_KEY"] == env[
+            "SPOREPRINT_S3_ACCESS_KEY"], name
+        assert service["SPOREPRINT_S3_SECRET_KEY"] == identities["SPOREPRINT_S3_SECRET_KEY"], name
+        assert not set(ADMIN_VARIABLES) & set(service), f"{name} must not see the S3 admin keys"
+        assert env["SPOREPRINT_S3_ADMIN_SECRET_KEY"] not in service.values(), name
+    bucket_maker = service_env(services["create-bucket"])
+    assert bucket_maker["SPOREPRINT_S3_ACCESS_KEY"] == identities["SPOREPRINT_S3_ADMIN_ACCESS_KEY"]
+    assert bucket_maker["SPOREPRINT_S3_SECRET_KEY"] == identities["SPOREPRINT_S3_ADMIN_SECRET_KEY"]
+    for name in ("seaweedfs", "s3-identities"):
+        assert "seaweedfs" in services[name]["profiles"]
+    assert "seaweedfs" in read_env_file(ENV_EXAMPLE)["COMPOSE_PROFILES"].split(",")
+
+
+def test_without_s3_keys_the_services_use_the_credential_chain(compose_raw: dict) -> None:
+    """AWS: no keys in .env and no seaweedfs profile; the services then get no keys (the instance role)."""
+    env = {key: value for key, value in realistic_env().items()
+           if key not in ("SPOREPRINT_S3_ACCESS_KEY", "SPOREPRINT_S3_SECRET_KEY", *ADMIN_VARIABLES)}
+    compose = interpolate({**compose_raw, "services": {name: service for name, service in compose_raw[
+        "services"].items() if "seaweedfs" not in service.get("profiles", [])}}, env)
+    trainer = service_env(compose["services"]["trainer"])
+    fields = {key.removeprefix("SPOREPRINT_").lower(): value for key, value in trainer.items() if value != ""}
+    settings = Settings.model_validate(fields)
+    assert settings.s3_access_key is None and settings.s3_secret_key is None
+
+
+def test_redis_requires_its_acl_user_and_the_services_log_in_as_it(compose: dict) -> None:
+    services = compose["services"]
+    redis = services["redis"]
+    script = redis["entrypoint"][2]
+    assert redis["entrypoint"][:2] == ["sh", "-c"] and "exec redis-server --aclfile" in script
+    assert f"'{REDIS_ACL_RULES}'" in script, "Redis must grant the rules shared.queue.REDIS_ACL_RULES names"
+    assert "user default off" in script
+    redis_env = service_env(redis)
+    for name in SPOREPRINT_SERVICES:
+        env = service_env(services[name])
+        assert env["SPOREPRINT_REDIS_USERNAME"] == redis_env["SPOREPRINT_REDIS_USERNAME"] == "sporeprint", name
+        assert env["SPOREPRINT_REDIS_PASSWORD"] == redis_env["SPOREPRINT_REDIS_PASSWORD"], name
+    assert redis_env["REDISCLI_AUTH"] == redis_env["SPOREPRINT_REDIS_PASSWORD"]
+
+
+def test_redis_url_is_overridable_for_another_host(compose_raw: dict) -> None:
+    env = {**realistic_env(), "SPOREPRINT_REDIS_URL": "rediss://10.0.1.5:6380/0"}
+    compose = interpolate(compose_raw, env)
+    assert service_env(compose["services"]["cpu-worker"])["SPOREPRINT_REDIS_URL"] == "rediss://10.0.1.5:6380/0"
 
 
 def test_start_order(compose: dict) -> None:
@@ -247,7 +297,8 @@ def test_start_order(compose: dict) -> None:
         assert depends["redis"]["condition"] == "service_healthy", name
         assert depends["create-bucket"]["condition"] == "service_completed_successfully", name
     bucket = services["create-bucket"]
-    assert bucket["depends_on"]["minio"] == {"condition": "service_healthy", "required": False}
+    assert bucket["depends_on"]["seaweedfs"] == {"condition": "service_healthy", "required": False}
+    assert services["seaweedfs"]["depends_on"]["s3-identities"]["condition"] == "service_completed_successfully"
     assert bucket["restart"] == "no"
     assert "ensure_bucket()" in " ".join(bucket["command"])
     for name, service in services.items():  # a service_healthy condition needs a health check to wait on
@@ -285,7 +336,7 @@ def test_state_lives_in_named_volumes(compose: dict) -> None:
     assert used == declared
     mounts = {name: [str(v).split(":")[1] for v in service.get("volumes", [])]
               for name, service in compose["services"].items()}
-    assert "/data" in mounts["redis"] and "/data" in mounts["minio"]
+    assert "/data" in mounts["redis"] and "/data" in mounts["seaweedfs"]
     assert "--appendonly" in compose["services"]["redis"]["command"]
 
 
@@ -295,8 +346,8 @@ def test_nothing_is_published_beyond_the_bind_address(compose: dict) -> None:
         for entry in service.get("ports", []):
             host_ip = str(entry).split(":")[0]
             assert host_ip == "127.0.0.1", f"{name}: {entry}"
-    assert "ports" not in compose["services"]["redis"]
-    assert shlex.join(compose["services"]["redis"]["healthcheck"]["test"]) == "CMD redis-cli ping"
+    assert "ports" not in compose["services"]["redis"] and "ports" not in compose["services"]["seaweedfs"]
+    assert "redis-cli --user" in " ".join(compose["services"]["redis"]["healthcheck"]["test"])
 
 
 def test_third_party_images_are_pinned(compose: dict) -> None:
@@ -304,8 +355,8 @@ def test_third_party_images_are_pinned(compose: dict) -> None:
         if "build" in service:
             continue
         image = service["image"]
-        repository, _, tag = image.rpartition(":")
-        assert repository and tag and tag != "latest" and re.search(r"\d", tag), f"{name}: pin {image}"
+        assert re.fullmatch(r"[\w./-]+:\d[\w.-]*@sha256:[0-9a-f]{64}", image), (
+            f"{name}: pin {image} by version and digest (deploy/README.md: updating the images)")
 
 
 def test_service_knobs_in_env_reach_the_services(compose: dict) -> None:
@@ -321,3 +372,32 @@ def test_the_settings_scan_finds_every_service_config(env_names: dict) -> None:
         assert any(name.startswith(prefix) and env_names[name].__module__.startswith("services.")
                    for name in env_names), f"no settings class found in {config.relative_to(ROOT)}"
     assert "SPOREPRINT_S3_ENDPOINT" in env_names and "SPOREPRINT_API_TOKEN" in env_names
+
+
+# --- docker-compose.worker.yml: workers on another host ------------------------------------------------------
+
+WORKER_COMPOSE = ROOT / "docker-compose.worker.yml"
+
+
+def test_worker_only_file_runs_only_workers_against_the_main_hosts_redis(compose: dict) -> None:
+    import yaml
+
+    raw = yaml.safe_load(WORKER_COMPOSE.read_text())
+    remote = {**realistic_env(), "SPOREPRINT_REDIS_URL": "redis://10.0.1.5:6379/0",
+              "SPOREPRINT_S3_ENDPOINT": "10.0.1.5:8333", "SPOREPRINT_CURATOR_URL": "http://10.0.1.5:8002"}
+    workers = interpolate(raw, remote)
+    errors = list(jsonschema.Draft7Validator(SCHEMA).iter_errors(workers))
+    assert not errors, errors[:3]
+    assert set(workers["services"]) == {"cpu-worker", "train-worker"}
+    for name, service in workers["services"].items():
+        main = compose["services"][name]
+        assert service["command"] == main["command"] and service["build"] == main["build"], name
+        env = service_env(service)
+        assert env["SPOREPRINT_REDIS_URL"] == "redis://10.0.1.5:6379/0", name
+        fields = {key.removeprefix("SPOREPRINT_").lower(): value for key, value in env.items()
+                  if key.removeprefix("SPOREPRINT_").lower() in Settings.model_fields and value != ""}
+        assert Settings.model_validate(fields).redis_has_password, name
+    for needed in ("SPOREPRINT_REDIS_URL", "SPOREPRINT_S3_ENDPOINT", "SPOREPRINT_REDIS_PASSWORD",
+                   "SPOREPRINT_CURATOR_URL"):
+        with pytest.raises(MissingVariable, match=needed):  # no silent fallback to a Redis on this host
+            interpolate(raw, {key: value for key, value in remote.items() if key != needed})

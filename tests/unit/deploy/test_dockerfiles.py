@@ -121,8 +121,9 @@ def test_base_images_are_pinned(dockerfile: Path) -> None:
         image = re.sub(r"\$\{(\w+)\}", lambda match: args[match.group(1)], image)
         if ":" not in image:
             continue  # a stage of this file (FROM build)
-        tag = image.split(":", 1)[1]
+        tag, _, digest = image.split(":", 1)[1].partition("@")
         assert re.fullmatch(r"\d+\.\d+\.\d+[-\w.]*", tag), f"{image}: pin an exact version, not {tag!r}"
+        assert re.fullmatch(r"sha256:[0-9a-f]{64}", digest), f"{image}: pin the digest too (deploy/README.md)"
 
 
 @pytest.mark.parametrize("dockerfile", ALL_DOCKERFILES, ids=lambda path: path.name)

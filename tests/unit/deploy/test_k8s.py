@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -131,7 +132,8 @@ def test_settings_and_secrets_are_settings_fields(env_names: dict) -> None:
     secret = objects[("Secret", "sporeprint-secrets")]["stringData"]
     unknown = sorted(key for key in [*config, *secret] if key not in env_names)
     assert not unknown, f"not a field of any settings class: {unknown}"
-    assert set(secret) == {"SPOREPRINT_API_TOKEN", "SPOREPRINT_S3_ACCESS_KEY", "SPOREPRINT_S3_SECRET_KEY"}
+    assert set(secret) == {"SPOREPRINT_API_TOKEN", "SPOREPRINT_S3_ACCESS_KEY", "SPOREPRINT_S3_SECRET_KEY",
+                           "SPOREPRINT_REDIS_PASSWORD"}
     assert not set(config) & set(secret)
     for api, port in API_PORTS.items():
         assert config[f"SPOREPRINT_{api.upper()}_URL"] == f"http://{api}:{port}"
@@ -164,3 +166,75 @@ def test_images_are_pinned_and_match_compose(compose: dict) -> None:
         assert tag and tag != "latest", f"{name}: pin {image}"
         if not image.startswith("sporeprint/"):
             assert image in compose_images, f"{name}: {image} differs from docker-compose.yml"
+            assert re.fullmatch(r"[\w./-]+:\d[\w.-]*@sha256:[0-9a-f]{64}", image), f"{name}: pin {image} by digest"
+
+
+def test_redis_starts_as_compose_starts_it_with_only_the_acl_user(compose_raw: dict) -> None:
+    redis = only_container(all_objects()[("StatefulSet", "redis")])
+    assert redis["command"][:2] == ["sh", "-c"] and redis["command"][3] == "redis"
+    assert redis["command"][2] == compose_raw["x-redis-start"].replace("$$", "$"), (
+        "deploy/k8s/redis.yaml and docker-compose.yml must start Redis the same way")
+    env = {item["name"]: item["valueFrom"] for item in redis["env"]}
+    assert env["SPOREPRINT_REDIS_PASSWORD"]["secretKeyRef"] == {"name": "sporeprint-secrets",
+                                                                 "key": "SPOREPRINT_REDIS_PASSWORD"}
+    assert env["REDISCLI_AUTH"] == env["SPOREPRINT_REDIS_PASSWORD"]
+    assert "--user" in " ".join(redis["readinessProbe"]["exec"]["command"])
+
+
+def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    if any(labels.get(key) != value for key, value in selector.get("matchLabels", {}).items()):
+        return False
+    for expression in selector.get("matchExpressions", []):
+        assert expression["operator"] == "In", "teach _selects this operator"
+        if labels.get(expression["key"]) not in expression["values"]:
+            return False
+    return True
+
+
+def _pod_labels() -> dict[str, dict[str, str]]:
+    return {name: obj["spec"]["template"]["metadata"]["labels"] for (kind, name), obj in all_objects().items()
+            if kind in ("Deployment", "StatefulSet")}
+
+
+def _allowed_from(target: str, source: str) -> set[int]:
+    """The ports of pod ``target`` that pod ``source`` (same namespace) may reach under the NetworkPolicies."""
+    labels = _pod_labels()
+    ports: set[int] = set()
+    for (kind, _), policy in all_objects().items():
+        if kind != "NetworkPolicy" or not _selects(policy["spec"]["podSelector"], labels[target]):
+            continue
+        for rule in policy["spec"].get("ingress", []):
+            if any("podSelector" in peer and _selects(peer["podSelector"], labels[source]) for peer in rule["from"]):
+                ports |= {port["port"] for port in rule["ports"]}
+    return ports
+
+
+def test_network_policies_let_only_the_services_and_workers_reach_redis() -> None:
+    objects = all_objects()
+    deny = objects[("NetworkPolicy", "default-deny-ingress")]["spec"]
+    assert deny == {"podSelector": {}, "policyTypes": ["Ingress"]}
+    clients = [*API_PORTS, *WORKERS]
+    for client in clients:
+        assert _allowed_from("redis", client) == {6379}, f"{client} must reach Redis"
+    outsider = {"app.kubernetes.io/name": "debug-shell", "app.kubernetes.io/part-of": "sporeprint"}
+    for (kind, _), policy in objects.items():
+        if kind == "NetworkPolicy" and _selects(policy["spec"]["podSelector"], _pod_labels()["redis"]):
+            for rule in policy["spec"].get("ingress", []):
+                assert not any(_selects(peer.get("podSelector", {"matchLabels": {"x": "never"}}), outsider)
+                               for peer in rule["from"]), "an unlabelled pod of the namespace reaches Redis"
+                assert not any("namespaceSelector" in peer for peer in rule["from"]), "no other namespace"
+
+
+def test_network_policies_let_the_apis_reach_each_other_on_their_ports() -> None:
+    for api, port in API_PORTS.items():
+        for source in [*API_PORTS, *WORKERS]:
+            assert port in _allowed_from(api, source), f"{source} -> {api}:{port}"
+        assert _allowed_from(api, "redis") >= {port}  # part of the system; redis never calls out, harmless
+    assert not _allowed_from("cpu-worker", "downloader"), "the workers take no connections"
+
+
+@pytest.mark.parametrize("api", sorted(API_PORTS))
+def test_prometheus_finds_each_apis_metrics(api: str) -> None:
+    annotations = all_objects()[("Deployment", api)]["spec"]["template"]["metadata"]["annotations"]
+    assert annotations == {"prometheus.io/scrape": "true", "prometheus.io/port": str(API_PORTS[api]),
+                           "prometheus.io/path": "/metrics"}
