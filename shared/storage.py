@@ -95,12 +95,20 @@ class ObjectStore:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ObjectStore:
+        """Static keys when the settings have them, else the AWS credential chain (instance or pod role).
+
+        Without keys, nothing is fetched here: the first request asks the chain, and fails with
+        ``shared.credentials.NoCredentials`` (a :class:`StorageError`) naming what it tried.
+        """
+        from shared.credentials import aws_credential_chain  # it builds on this module's StorageError
+
         client = Minio(
             settings.s3_endpoint,
             access_key=settings.s3_access_key,
             secret_key=settings.s3_secret_key,
             secure=settings.s3_secure,
             region=settings.s3_region,
+            credentials=None if settings.s3_access_key else aws_credential_chain(),
         )
         return cls(client, settings.s3_bucket, settings)
 

@@ -89,6 +89,7 @@ def unreachable_line(exc: BaseException) -> str | None:
     from urllib3.exceptions import HTTPError as Urllib3Error
 
     from shared.settings import ENV_FILE_VARIABLE, EnvFileMissing
+    from shared.storage import ObjectNotFound, StorageError
 
     where = f" ({ENV_FILE_VARIABLE}={os.environ[ENV_FILE_VARIABLE]})" if os.environ.get(ENV_FILE_VARIABLE) else ""
     if isinstance(exc, EnvFileMissing):
@@ -96,6 +97,8 @@ def unreachable_line(exc: BaseException) -> str | None:
     if isinstance(exc, ValidationError):
         first = exc.errors()[0]
         return f"settings{where}: {first['msg']}"
+    if isinstance(exc, StorageError) and not isinstance(exc, ObjectNotFound):  # e.g. NoCredentials
+        return f"S3{where}: {exc}"
     if isinstance(exc, Urllib3Error | S3Error):
         endpoint = _setting("s3_endpoint")
         reason = getattr(exc, "reason", None) or getattr(exc, "code", None) or exc

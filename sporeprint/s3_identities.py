@@ -16,6 +16,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from shared.settings import PLACEHOLDER_SECRETS
+
 ADMIN_VARIABLES = ("SPOREPRINT_S3_ADMIN_ACCESS_KEY", "SPOREPRINT_S3_ADMIN_SECRET_KEY")
 """Read here only (no service's settings have them: the services never hold the admin keys)."""
 SERVICE_ACTIONS = ("Read", "Write", "List", "Tagging")
@@ -30,6 +32,8 @@ class IdentitiesError(ValueError):
 def _checked(name: str, value: str | None, minimum: int = 3) -> str:
     if not value or not _KEY.fullmatch(value) or len(value) < minimum:
         raise IdentitiesError(f"{name} must be {minimum}-128 characters of A-Z a-z 0-9 . _ ~ + / = -")
+    if minimum >= 8 and value.lower() in PLACEHOLDER_SECRETS:
+        raise IdentitiesError(f"{name} is a placeholder ({value!r}): set a real secret (openssl rand -hex 32)")
     return value
 
 

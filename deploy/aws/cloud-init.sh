@@ -1,18 +1,31 @@
 #!/usr/bin/env bash
-# User data of the GPU instance: cloud-init runs it once, as root, at first boot.
-# 02-launch-gpu.sh fills in @BUCKET@ and @REGION@. It installs what the AMI lacks (Docker with the compose
-# plugin, the NVIDIA driver, the NVIDIA container toolkit), fetches the source bundle and the .env that
-# 02-launch-gpu.sh put in the bucket, and starts docker-compose.yml (APIs, workers, Redis; S3 replaces MinIO)
-# through a systemd unit, so the stack also comes back after a reboot.
-# Progress: /var/log/sporeprint-bootstrap.log on the instance.
+# User data of the GPU instance. 02-launch-gpu.sh fills in @BUCKET@, @REGION@ and @PARAMETER_PREFIX@.
+#   (no argument)  cloud-init runs it once, as root, at first boot: installs what the AMI lacks (Docker with the
+#                  compose plugin, the NVIDIA driver, the NVIDIA container toolkit), fetches the source bundle,
+#                  installs itself as /usr/local/sbin/sporeprint-instance and the systemd unit `sporeprint`, then
+#                  reboots (a new driver) or starts the unit.
+#   start          what the unit runs at every boot (after the driver reboot, a spot restart, a stop/start):
+#                  writes the compose .env (root only) from the settings in the bucket and the secrets in SSM
+#                  Parameter Store, starts docker-compose.yml (APIs, workers, Redis; S3 replaces SeaweedFS)
+#                  and logs "done: the stack is up".
+# The instance role is the only credential: the AWS CLI here and the services in their containers (IMDSv2,
+# hop limit 2) find it through the AWS credential chain. No secret is fetched from S3 or kept in the user data.
+# Progress: /var/log/sporeprint-bootstrap.log on the instance (and journalctl -u sporeprint).
 set -euo pipefail
-exec > >(tee -a /var/log/sporeprint-bootstrap.log) 2>&1
+# (APP_DIR, BOOTSTRAP_LOG and RETRY_DELAY_S are set only by tests/unit/deploy/test_aws.py, which runs "start".)
+BOOTSTRAP_LOG="${BOOTSTRAP_LOG:-/var/log/sporeprint-bootstrap.log}"
+exec > >(tee -a "${BOOTSTRAP_LOG}") 2>&1
 
 BUCKET="@BUCKET@"
 REGION="@REGION@"
-APP_DIR=/opt/sporeprint
+PARAMETER_PREFIX="@PARAMETER_PREFIX@"
+APP_DIR="${APP_DIR:-/opt/sporeprint}"
+SELF=/usr/local/sbin/sporeprint-instance
 NEEDS_REBOOT=0
+# SSM parameter (under PARAMETER_PREFIX) -> the .env variable; the same pairs as SECRET_PARAMETERS in common.sh.
+SECRETS=(api-token=SPOREPRINT_API_TOKEN redis-password=SPOREPRINT_REDIS_PASSWORD)
 export DEBIAN_FRONTEND=noninteractive
+export PATH="${PATH}:/snap/bin" # where the AWS CLI is when this script installs it (below)
 
 log() { printf '[sporeprint-bootstrap %s] %s\n' "$(date -u +%H:%M:%S)" "$*"; }
 
@@ -86,13 +99,58 @@ install_aws_cli() {
   fi
 }
 
+# Network calls at boot may come before the network or the role is ready: a few tries.
+retry() {
+  local attempt
+  for attempt in 1 2 3 4 5 6 7 8 9 10; do
+    if "$@"; then
+      return 0
+    fi
+    # stderr: stdout may be a value being read
+    log "attempt ${attempt} of 10 failed: $*" >&2
+    [[ "${attempt}" == 10 ]] || sleep "${RETRY_DELAY_S:-6}"
+  done
+  return 1
+}
+
 fetch_stack() {
-  log "fetching the source bundle and settings from s3://${BUCKET}/deploy/"
+  log "fetching the source bundle from s3://${BUCKET}/deploy/"
   mkdir -p "${APP_DIR}"
-  aws s3 cp --region "${REGION}" "s3://${BUCKET}/deploy/sporeprint-src.tar.gz" /tmp/sporeprint-src.tar.gz
+  retry aws s3 cp --only-show-errors --region "${REGION}" "s3://${BUCKET}/deploy/sporeprint-src.tar.gz" \
+    /tmp/sporeprint-src.tar.gz
   tar -xzf /tmp/sporeprint-src.tar.gz -C "${APP_DIR}"
   rm -f /tmp/sporeprint-src.tar.gz
-  (umask 077 && aws s3 cp --region "${REGION}" "s3://${BUCKET}/deploy/sporeprint.env" "${APP_DIR}/.env")
+}
+
+secret() {
+  aws ssm get-parameter --region "${REGION}" --name "${PARAMETER_PREFIX}/$1" --with-decryption \
+    --query Parameter.Value --output text
+}
+
+# The compose .env, root only: the settings (no secrets) and the secrets, read anew at each start so that a
+# changed setting or a rotated secret (aws ssm put-parameter --overwrite) applies on `systemctl restart sporeprint`.
+write_env() {
+  local env_tmp pair value
+  env_tmp="$(mktemp "${APP_DIR}/.env.XXXXXX")" # mode 600; umask 077: the CLI replaces the file with its own
+  if ! (umask 077 && retry aws s3 cp --only-show-errors --region "${REGION}" "s3://${BUCKET}/deploy/sporeprint.env" \
+    "${env_tmp}"); then
+    rm -f "${env_tmp}"
+    log "error: cannot read the settings s3://${BUCKET}/deploy/sporeprint.env with the instance role"
+    return 1
+  fi
+  for pair in "${SECRETS[@]}"; do
+    if ! value="$(retry secret "${pair%%=*}")"; then
+      rm -f "${env_tmp}"
+      log "error: cannot read the secret ${PARAMETER_PREFIX}/${pair%%=*} with the instance role"
+      return 1
+    fi
+    printf '%s=%s\n' "${pair#*=}" "${value}" >> "${env_tmp}"
+  done
+  mv "${env_tmp}" "${APP_DIR}/.env"
+}
+
+install_self() {
+  install -m 0700 -o root -g root "${BASH_SOURCE[0]}" "${SELF}"
 }
 
 install_unit() {
@@ -107,7 +165,8 @@ Wants=network-online.target
 Type=oneshot
 RemainAfterExit=yes
 WorkingDirectory=${APP_DIR}
-ExecStart=/usr/bin/docker compose up --detach --build --remove-orphans
+Environment=PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/snap/bin
+ExecStart=${SELF} start
 ExecStop=/usr/bin/docker compose stop
 TimeoutStartSec=3600
 
@@ -118,23 +177,39 @@ UNIT
   systemctl enable sporeprint.service
 }
 
-main() {
+# Every boot, from the unit: the one place that logs the done line, so it is there after the driver reboot too.
+start_stack() {
+  log "writing ${APP_DIR}/.env and starting the stack (first build: about 10-15 minutes)"
+  write_env
+  cd "${APP_DIR}"
+  docker compose up --detach --build --remove-orphans
+  docker compose ps
+  log "done: the stack is up"
+}
+
+bootstrap() {
   log "starting on $(hostname)"
   install_docker
   install_nvidia_driver
   install_container_toolkit
   install_aws_cli
   fetch_stack
+  install_self
   install_unit
   if [[ "${NEEDS_REBOOT}" == 1 ]]; then
-    log "rebooting to load the NVIDIA driver; the stack starts after the reboot"
+    log "rebooting to load the NVIDIA driver; after it the sporeprint unit starts the stack and logs here"
     systemctl reboot
     return
   fi
-  log "building the images and starting the stack (first build: about 10-15 minutes)"
-  systemctl start sporeprint.service
-  docker compose --project-directory "${APP_DIR}" ps
-  log "done: the stack is up"
+  systemctl start sporeprint.service # runs "${SELF} start", which logs the done line
+}
+
+main() {
+  case "${1:-bootstrap}" in
+    bootstrap) bootstrap ;;
+    start) start_stack ;;
+    *) log "usage: $0 [start]"; return 2 ;;
+  esac
 }
 
 main "$@"

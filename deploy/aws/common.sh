@@ -18,8 +18,20 @@ SSH_USER="${SSH_USER:-ubuntu}"
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_ROOT="$(cd "${HERE}/../.." && pwd)"
-# The compose .env for the instance: written by 01-create-bucket.sh, holds secrets (mode 600, never commit it).
+# The instance's settings: written by 01-create-bucket.sh, copied to s3://<bucket>/deploy/ by 02-launch-gpu.sh.
+# No secrets: the API token and the Redis password are SecureString parameters under PARAMETER_PREFIX in SSM
+# Parameter Store, which only the instance role (and you) may read; the S3 access is the instance role itself.
 ENV_FILE="${ENV_FILE:-${HERE}/sporeprint.env}"
+PARAMETER_PREFIX="${PARAMETER_PREFIX:-/${STACK_NAME}}"
+# The secrets the instance reads at every start of the stack: parameter name -> the .env variable.
+SECRET_PARAMETERS=(api-token redis-password)
+secret_variable() {
+  case "$1" in
+    api-token) echo SPOREPRINT_API_TOKEN ;;
+    redis-password) echo SPOREPRINT_REDIS_PASSWORD ;;
+    *) die "no such secret: $1" ;;
+  esac
+}
 KEY_FILE="${KEY_FILE:-${HOME}/.ssh/${STACK_NAME}-${AWS_REGION}.pem}"
 
 log() { printf '[%s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
@@ -56,4 +68,14 @@ instance_id() {
 instance_host() {
   aws ec2 describe-instances --instance-ids "$1" \
     --query 'Reservations[0].Instances[0].PublicDnsName' --output text
+}
+
+# A secret's value, from SSM Parameter Store (decrypted; for this shell only).
+secret() {
+  aws ssm get-parameter --name "${PARAMETER_PREFIX}/$1" --with-decryption --query Parameter.Value --output text
+}
+
+# Lines of a settings file that look like a secret or a static key (nothing of the kind may reach S3).
+secret_lines() {
+  grep -nE '^[[:space:]]*(export[[:space:]]+)?(AWS_[A-Z0-9_]*|[A-Z0-9_]*(TOKEN|SECRET|PASSWORD|ACCESS_KEY)[A-Z0-9_]*)=.' "$1" || true
 }

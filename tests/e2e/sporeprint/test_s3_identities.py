@@ -88,6 +88,8 @@ def test_the_module_writes_a_private_file_and_refuses_bad_keys(tmp_path: Path) -
                              timeout=60, check=False)
     assert refused.returncode == 1 and "secret key must be" in refused.stderr
     assert not (tmp_path / "no.json").exists()
+    with pytest.raises(IdentitiesError, match="placeholder"):
+        identities(BUCKET, "sporeprint", "changeme", "sporeprint-admin", "b" * 32)
     with pytest.raises(IdentitiesError, match="must differ"):
         identities(BUCKET, "same", "a" * 32, "same", "b" * 32)
     with pytest.raises(IdentitiesError, match="bucket"):

@@ -104,3 +104,11 @@ def test_a_settings_mistake_and_an_unreachable_redis_are_one_line(monkeypatch: p
         "settings: Value error, set both SPOREPRINT_S3_ACCESS_KEY and SPOREPRINT_S3_SECRET_KEY, or neither "
         "(then the AWS credential chain: instance or pod role)")
     assert unreachable_line(KeyError("a bug")) is None, "a bug keeps its traceback"
+
+
+def test_no_s3_credentials_anywhere_is_one_line() -> None:
+    from shared.credentials import NoCredentials
+    from sporeprint.cli import unreachable_line
+
+    line = unreachable_line(NoCredentials("no S3 credentials: set SPOREPRINT_S3_ACCESS_KEY ..."))
+    assert line == "S3: no S3 credentials: set SPOREPRINT_S3_ACCESS_KEY ..."
