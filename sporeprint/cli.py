@@ -12,20 +12,19 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from shared.clients import ServiceError
 from shared.logs import configure_logging
+from sporeprint.commands.common import client_of, service_options
 from sporeprint.stack import LocalStack
 
 if TYPE_CHECKING:
     from shared.clients.downloader import DownloaderClient
 
-F = TypeVar("F", bound=Callable[..., Any])
 
 DEFAULT_STACK_DIR = Path(os.environ.get("SPOREPRINT_STACK_DIR", ".stack"))
 
@@ -111,7 +110,17 @@ def unreachable_line(exc: BaseException) -> str | None:
     return None
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("sporeprint")
+    except PackageNotFoundError:  # a source tree that was never installed
+        return "unknown"
+
+
 @click.group(cls=_Cli)
+@click.version_option(_version(), "--version", prog_name="sporeprint", message="%(prog)s %(version)s")
 @click.option("--log-level", default="WARNING", show_default=True)
 @click.option("--stack-dir", type=click.Path(path_type=Path), default=DEFAULT_STACK_DIR, show_default=True)
 @click.option("--env-file", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
@@ -230,17 +239,12 @@ def manifests_show(dataset: str, version: int | None) -> None:
                            "summary": summary(store.read(dataset, info.version))}, indent=2))
 
 
-def _downloader_options(function: F) -> F:
-    function = click.option("--url", default=None, help="the downloader API (default: SPOREPRINT_DOWNLOADER_URL)")(
-        function)
-    return click.option("--token", default=None, help="API token (default: SPOREPRINT_API_TOKEN)")(function)
+_downloader_options = service_options("downloader")
 
 
 def _downloader(url: str | None, token: str | None) -> DownloaderClient:
-    from shared.clients.downloader import DownloaderClient
-
-    settings = _settings()
-    return DownloaderClient(url or settings.downloader_url, token or settings.api_token)
+    client: DownloaderClient = client_of("downloader", url, token)
+    return client
 
 
 @main.group()
@@ -416,3 +420,16 @@ _mount_fixture_commands()
 
 if __name__ == "__main__":
     main()
+
+
+def _add_api_commands() -> None:
+    from sporeprint.commands.curate import curate
+    from sporeprint.commands.models import models
+    from sporeprint.commands.predict import predict
+    from sporeprint.commands.train import train
+
+    for command in (train, models, predict, curate):
+        main.add_command(command)
+
+
+_add_api_commands()

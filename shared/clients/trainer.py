@@ -19,16 +19,31 @@ class JobAccepted(BaseModel):
     model_id: str = Field(description="the model it trains (the job's id)")
     manifest_version: int = Field(description="the version the job trains on, pinned when it was submitted")
     classes: list[str]
+    split_sizes: dict[str, int] = Field(default_factory=dict)
 
 
 class TrainingJob(BaseModel):
     job_id: str
     state: JobState
+    stage: str | None = None
     epoch: int = 0
     epochs: int | None = None
+    history: list[dict[str, Any]] = Field(default_factory=list, description="per-epoch metrics")
+    eta_seconds: float | None = None
+    best_val_accuracy: float | None = None
     metrics: dict[str, float] = Field(default_factory=dict, description="test metrics once complete")
     error: str | None = None
     log_tail: list[str] = Field(default_factory=list)
+
+
+class JobSummary(BaseModel):
+    job_id: str
+    state: JobState
+    stage: str | None = None
+    epoch: int = 0
+    epochs: int | None = None
+    name: str | None = None
+    enqueued_at: datetime | None = None
 
 
 class ModelSummary(BaseModel):
@@ -37,12 +52,56 @@ class ModelSummary(BaseModel):
     promoted: bool
     metrics: dict[str, float]
     created_at: datetime
+    dataset: str | None = None
+    manifest_version: int | None = None
+    backbone: str | None = None
+    image_size: int | None = None
+    classes: int | None = None
+
+
+class ModelDetail(BaseModel):
+    card: dict[str, Any]
+    promoted: bool
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    history: list[dict[str, Any]] = Field(default_factory=list)
+    artifact_urls: dict[str, str] = Field(default_factory=dict)
+
+
+class SweepJob(BaseModel):
+    job_id: str
+    overrides: dict[str, Any]
+
+
+class SweepAccepted(BaseModel):
+    sweep_id: str
+    manifest_version: int
+    jobs: list[SweepJob]
+
+
+class SweepRow(BaseModel):
+    job_id: str
+    label: str
+    state: JobState
+    epoch: int = 0
+    best_val_accuracy: float | None = None
+    test_top1: float | None = None
+
+
+class Sweep(BaseModel):
+    sweep_id: str
+    name: str | None = None
+    rows: list[SweepRow]
+    best_job_id: str | None = None
 
 
 _ACCEPTED = TypeAdapter(JobAccepted)
 _JOB = TypeAdapter(TrainingJob)
+_JOBS = TypeAdapter(list[JobSummary])
 _MODELS = TypeAdapter(list[ModelSummary])
+_MODEL = TypeAdapter(ModelDetail)
 _POINTER = TypeAdapter(PromotedPointer)
+_SWEEP_ACCEPTED = TypeAdapter(SweepAccepted)
+_SWEEP = TypeAdapter(Sweep)
 
 
 class TrainerClient(ServiceClient):
@@ -52,6 +111,19 @@ class TrainerClient(ServiceClient):
         """Queue a training job; the answer names its model, the pinned manifest version, classes and splits."""
         body = spec.model_dump(mode="json") if isinstance(spec, TrainingJobSpec) else dict(spec)
         return self._call("POST", "/jobs", _ACCEPTED, json=body)
+
+    def jobs(self) -> list[JobSummary]:
+        return self._call("GET", "/jobs", _JOBS)
+
+    def submit_sweep(self, sweep: Mapping[str, Any]) -> SweepAccepted:
+        """Queue one job per combination of the grid's values (all or none)."""
+        return self._call("POST", "/sweeps", _SWEEP_ACCEPTED, json=dict(sweep))
+
+    def sweep(self, sweep_id: str) -> Sweep:
+        return self._call("GET", f"/sweeps/{segment(sweep_id)}", _SWEEP)
+
+    def model(self, model_id: str) -> ModelDetail:
+        return self._call("GET", f"/models/{segment(model_id)}", _MODEL)
 
     def job(self, job_id: str) -> TrainingJob:
         return self._call("GET", f"/jobs/{segment(job_id)}", _JOB)

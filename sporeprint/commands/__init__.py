@@ -1,0 +1,1 @@
+"""``sporeprint`` command groups that drive the services' APIs (one module per group)."""
