@@ -255,10 +255,12 @@ def measure_sporeprint(source: Path, dataset: str, concurrency: int, per_domain:
     """sporeprint as it runs in production: the harvest is queued on RQ and a real worker process
     (``python -m shared.worker harvest --burst``) runs it; images/s over the job's own start and end."""
 
+    from pydantic import SecretStr
+
     from services.downloader.harvest.options import HarvestOptions, ResizeOptions
     from services.downloader.harvest.state import HarvestRequest, HarvestState
     from services.downloader.importers import import_source
-    from services.downloader.jobs import submit_harvest
+    from services.downloader.jobs import attempt_of, merge_job_id, submit_harvest
     from shared.manifests import ManifestStore
     from shared.queue import fetch_job, redis_connection
     from shared.settings import Settings
@@ -269,7 +271,9 @@ def measure_sporeprint(source: Path, dataset: str, concurrency: int, per_domain:
     env = {**env, "SPOREPRINT_S3_BUCKET": dataset}
     settings = Settings(s3_endpoint=env["SPOREPRINT_S3_ENDPOINT"], s3_access_key=env["SPOREPRINT_S3_ACCESS_KEY"],
                         s3_secret_key=env["SPOREPRINT_S3_SECRET_KEY"], s3_bucket=env["SPOREPRINT_S3_BUCKET"],
-                        redis_url=env["SPOREPRINT_REDIS_URL"])
+                        redis_url=env["SPOREPRINT_REDIS_URL"], redis_username=env.get("SPOREPRINT_REDIS_USERNAME"),
+                        redis_password=SecretStr(env["SPOREPRINT_REDIS_PASSWORD"])
+                        if env.get("SPOREPRINT_REDIS_PASSWORD") else None)
     store = ObjectStore.from_settings(settings)
     store.ensure_bucket()
     info = import_source(source, dataset, ManifestStore(store))
@@ -284,13 +288,14 @@ def measure_sporeprint(source: Path, dataset: str, concurrency: int, per_domain:
     memory, _ = measure([sys.executable, "-m", "shared.worker", "harvest", "--burst"], {
         **env, "SPOREPRINT_DOWNLOADER_ALLOW_LOOPBACK": "true", "SPOREPRINT_DOWNLOADER_LANES": str(lanes),
         "SPOREPRINT_DOWNLOADER_RESOLVE": json.dumps({"*.test": "127.0.0.1"}), "SPOREPRINT_LOG_LEVEL": "WARNING"})
-    job = fetch_job(redis, job.id)
-    if job is None:
-        raise RuntimeError("the harvest job vanished from Redis")
+    # a harvest is a plan job, shard jobs and a merge job: timed from the plan's start to the merge's end
+    plan, merge = fetch_job(redis, job.id), fetch_job(redis, merge_job_id(request.id, attempt_of(job.id)))
+    if plan is None or merge is None:
+        raise RuntimeError("the harvest's jobs vanished from Redis")
     outcome = state.outcome()
-    if outcome is None or job.started_at is None or job.ended_at is None:
-        raise RuntimeError(f"the harvest job did not finish: {job.get_status()}")
-    seconds = (job.ended_at - job.started_at).total_seconds()
+    if outcome is None or plan.started_at is None or merge.ended_at is None:
+        raise RuntimeError(f"the harvest did not finish: plan {plan.get_status()}, merge {merge.get_status()}")
+    seconds = (merge.ended_at - plan.started_at).total_seconds()
     ok = int(outcome.counts["ok"])
     return {"ok": ok, "failed": outcome.counts["failed"], "seconds": seconds, "images_per_s": ok / seconds,
             **memory}

@@ -1,4 +1,5 @@
-"""Thread-safe request counters, so tests can assert "fetched exactly once"."""
+"""Thread-safe request counters, so tests can assert "fetched exactly once", and the most requests each domain
+had in flight at once, so they can assert politeness ("never more than per_domain")."""
 
 from __future__ import annotations
 
@@ -12,12 +13,29 @@ class RequestLog:
         self._lock = threading.Lock()
         self._paths: Counter[tuple[str, str]] = Counter()
         self._statuses: Counter[tuple[str, int]] = Counter()
+        self._in_flight: Counter[str] = Counter()
+        self._max_in_flight: Counter[str] = Counter()
 
     def hit(self, domain: str, path: str) -> int:
         """Count a request; returns how many times (domain, path) has been asked for, this one included."""
         with self._lock:
             self._paths[(domain, path)] += 1
             return self._paths[(domain, path)]
+
+    def entered(self, domain: str) -> None:
+        """A request to ``domain`` arrived (each is matched by one :meth:`left`)."""
+        with self._lock:
+            self._in_flight[domain] += 1
+            self._max_in_flight[domain] = max(self._max_in_flight[domain], self._in_flight[domain])
+
+    def left(self, domain: str) -> None:
+        with self._lock:
+            self._in_flight[domain] -= 1
+
+    def max_in_flight(self) -> dict[str, int]:
+        """Per domain: the most requests it was answering at once."""
+        with self._lock:
+            return dict(self._max_in_flight)
 
     def status(self, domain: str, status: int) -> None:
         with self._lock:
@@ -52,6 +70,7 @@ class RequestLog:
         with self._lock:
             self._paths.clear()
             self._statuses.clear()
+            self._max_in_flight = Counter(self._in_flight)
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
@@ -61,4 +80,5 @@ class RequestLog:
             statuses: dict[str, dict[str, int]] = {}
             for (d, s), n in self._statuses.items():
                 statuses.setdefault(d, {})[str(s)] = n
-            return {"total": sum(self._paths.values()), "paths": paths, "statuses": statuses}
+            return {"total": sum(self._paths.values()), "paths": paths, "statuses": statuses,
+                    "max_in_flight": dict(self._max_in_flight)}

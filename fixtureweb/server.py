@@ -89,10 +89,13 @@ class FixtureHandler:
             return web.Response(status=404, text=f"no such fixture host or path: {request.host}{request.path}")
         domain = route.domain
         hits = self.log.hit(domain.name, route.path)
+        self.log.entered(domain.name)
         try:
             response = await self._gate(request, route, hits)
         except ValueError as exc:  # a malformed knob in the query string, e.g. ?times=x
             response = web.Response(status=400, text=f"bad query: {exc}")
+        finally:
+            self.log.left(domain.name)
         self.log.status(domain.name, response.status)
         return response
 

@@ -22,7 +22,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry as RedisRetry
 from rq import Queue, Retry, get_current_job
 from rq.exceptions import NoSuchJobError
-from rq.job import Job, JobStatus
+from rq.job import Dependency, Job, JobStatus
 
 from shared.logs import current_request_id
 from shared.settings import Settings
@@ -152,18 +152,20 @@ def get_queue(name: QueueName, connection: Redis) -> Queue:
 
 def enqueue(connection: Redis, queue: QueueName, function: Callable[..., Any], *args: Any, job_id: str,
             timeout_s: int | None, keep_s: int, retries: int = 0, meta: dict[str, Any] | None = None,
-            description: str | None = None) -> Job:
+            description: str | None = None, after: list[str] | None = None) -> Job:
     """Put ``function(*args)`` on ``queue`` as job ``job_id``.
 
     ``timeout_s``: RQ stops the job after this long (``None``: never, for jobs that checkpoint and resume).
     ``keep_s``: how long its result, or its failure, stays readable. ``retries``: RQ runs a failed job again
     up to this many times (only for jobs that are idempotent). The current request id goes into
-    ``meta["request_id"]``: the worker logs the job under it (``shared.worker``).
+    ``meta["request_id"]``: the worker logs the job under it (``shared.worker``). ``after``: ids of jobs this one
+    waits for (RQ dependencies); it runs once each has ended, whether it succeeded or, out of retries, failed.
     """
+    depends_on = Dependency(jobs=list(after), allow_failure=True) if after else None
     return get_queue(queue, connection).enqueue(
         function, *args, job_id=job_id, job_timeout=-1 if timeout_s is None else timeout_s, result_ttl=keep_s,
         failure_ttl=keep_s, retry=Retry(max=retries) if retries else None, meta=with_request_id(meta),
-        description=description,
+        description=description, depends_on=depends_on,
     )
 
 

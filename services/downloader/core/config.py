@@ -38,6 +38,12 @@ class DownloaderSettings(SporeprintSettings):
     lease_ttl_s: int = Field(default=15, ge=2)
     # RQ retries of a harvest job whose worker died (RQ notices through the job heartbeat).
     job_retries: int = Field(default=2, ge=0)
+    # A harvest is split into shards of at most this many rows to fetch (one domain's rows together), each an
+    # RQ job on queue ``harvest`` that any worker on any host takes; the last job merges them into one version.
+    shard_rows: int = Field(default=2000, ge=1)
+    # How long a slot of a domain's global politeness limit (``harvest/politeness.py``) lives without renewal: the
+    # slots of a worker killed with -9 come free after this long.
+    politeness_lease_s: float = Field(default=5.0, ge=1)
     checkpoint_interval_s: float = Field(default=2.0, gt=0)
     progress_interval_s: float = Field(default=0.5, gt=0)
 

@@ -33,6 +33,7 @@ from shared.curation import Blacklist
 from shared.manifests import ManifestStore
 from shared.queue import JobState
 from shared.schemas import HarvestStatus, Operation
+from shared.settings import Settings
 from shared.storage import ObjectStore
 
 logger = logging.getLogger(__name__)
@@ -58,6 +59,8 @@ class HarvestHooks:
     progress: Callable[[dict[str, Any]], None] = lambda progress: None
     should_cancel: Callable[[], bool] = lambda: False
     checkpointed: Callable[[list[RowResult]], None] = lambda results: None
+    # the counts the outcome keeps, from the harvest's own (the merge of a sharded harvest adds the shards' rate)
+    final_counts: Callable[[dict[str, Any]], dict[str, Any]] = lambda counts: counts
 
 
 @dataclass
@@ -83,15 +86,23 @@ def reason_of(error: str | None) -> str:
 
 
 class Harvester:
+    """One harvest, or one shard of it (``shard``: its number and the image ids it fetches; ``jobs.py`` splits a
+    harvest into shards, RQ jobs any worker takes). A shard checkpoints its rows under its own name and writes
+    no manifest: the harvest's last job does, from every shard's checkpoints. ``redis``: keep per-domain
+    politeness in Redis, shared by every worker (``politeness.py``); None: per lane only."""
+
     def __init__(self, store: ObjectStore, request: HarvestRequest, settings: DownloaderSettings,
-                 blacklist: Blacklist, hooks: HarvestHooks | None = None) -> None:
+                 blacklist: Blacklist, hooks: HarvestHooks | None = None, *,
+                 shard: tuple[str, frozenset[str]] | None = None, redis: Settings | None = None) -> None:
+        self.shard = shard
+        self.redis = redis
         self.store = store
         self.request = request
         self.options = request.options
         self.settings = settings
         self.blacklist = blacklist
         self.hooks = hooks or HarvestHooks()
-        self.state = HarvestState(store, request.id)
+        self.state = HarvestState(store, request.id, writer=shard[0] if shard else None)
         self.manifests = ManifestStore(store)
         self._feeder = Feeder({}, lane_window=1)  # replaced by the plan's
         self._lanes: list[Lane] = []
@@ -108,6 +119,7 @@ class Harvester:
         self._cancelled = False
         self._started = time.monotonic()
         self._total_rows = 0
+        self._candidates: dict[str, list[RowTask]] = {}
 
     # ------------------------------------------------------------------ run
     async def run(self) -> HarvestOutcome:
@@ -115,23 +127,27 @@ class Harvester:
         if finished is not None:
             logger.info("harvest %s already %s", self.request.id, finished.state)
             return finished
-        table = await asyncio.to_thread(self.manifests.read, self.request.dataset, self.request.version)
-        done = await asyncio.to_thread(self.state.load_results)
-        self._plan(table, done)
+        table = await self.plan()
         logger.info("harvest %s: %d rows, %d to fetch, %d resumed from checkpoints", self.request.id,
-                    table.num_rows, self._planned, len(done))
+                    table.num_rows, self._planned, self._resumed)
         ticker = asyncio.create_task(self._tick_loop())
         try:
-            if self._outstanding:
+            if self.hooks.should_cancel():  # cancelled before it started (a queued shard, the merge)
+                self.cancel()
+            elif self._outstanding:
                 await self._fetch()
         finally:
             ticker.cancel()
             await asyncio.gather(ticker, return_exceptions=True)
             await self._checkpoint()
+        if self.shard is not None:  # the harvest's last job writes the manifest and the outcome
+            state = JobState.cancelled if self._cancelled else JobState.completed
+            return HarvestOutcome(state=state, dataset=self.request.dataset, parent_version=self.request.version,
+                                  counts=self.progress(state=state), finished_at=datetime.now(UTC))
         if self._cancelled:
             outcome = HarvestOutcome(state=JobState.cancelled, dataset=self.request.dataset,
                                      parent_version=self.request.version,
-                                     counts=self.progress(state=JobState.cancelled),
+                                     counts=self.hooks.final_counts(self.progress(state=JobState.cancelled)),
                                      finished_at=datetime.now(UTC))
             await asyncio.to_thread(self.state.save_outcome, outcome)
             return outcome
@@ -139,10 +155,22 @@ class Harvester:
         version = await asyncio.to_thread(self._write_manifest, table)
         outcome = HarvestOutcome(state=JobState.completed, dataset=self.request.dataset,
                                  parent_version=self.request.version, manifest_version=version,
-                                 counts=self.progress(state=JobState.completed), finished_at=datetime.now(UTC))
+                                 counts=self.hooks.final_counts(self.progress(state=JobState.completed)),
+                                 finished_at=datetime.now(UTC))
         await asyncio.to_thread(self.state.save_outcome, outcome)
-        self.hooks.progress(self.progress(state=JobState.completed))
+        self.hooks.progress(outcome.counts)
         return outcome
+
+    async def plan(self) -> pa.Table:
+        """Read the input version and every checkpoint, and plan the rows to fetch (:meth:`planned`)."""
+        table = await asyncio.to_thread(self.manifests.read, self.request.dataset, self.request.version)
+        done = await asyncio.to_thread(self.state.load_results)
+        self._plan(table, done)
+        return table
+
+    def planned(self) -> list[RowTask]:
+        """The rows the plan will fetch (those under the class cap's budget first, then the ones waiting)."""
+        return [task for tasks in self._candidates.values() for task in tasks]
 
     def cancel(self) -> None:
         self._cancelled = True
@@ -187,11 +215,16 @@ class Harvester:
         candidates: dict[str, list[RowTask]] = defaultdict(list)
         rows_per_domain: Counter[str] = Counter()
         self._total_rows = table.num_rows
+        only = self.shard[1] if self.shard is not None else None
         for image_id, url, domain, species, status, error in zip(
                 columns["image_id"], columns["url"], columns["domain"], columns["species"], columns["status"],
                 columns["error"], strict=True):
             cls = species or "(none)"
             previous = done.get(image_id)
+            if only is not None and image_id not in only:  # another shard's row: it only counts for the cap
+                if (previous.status if previous is not None else status) == HarvestStatus.ok:
+                    self._ok_per_class[cls] += 1
+                continue
             if previous is not None:
                 self._remember(previous, resumed=True)
                 if previous.status == HarvestStatus.ok:
@@ -213,6 +246,7 @@ class Harvester:
                 continue
             candidates[cls].append(RowTask(image_id, url, domain or "", cls))
             rows_per_domain[domain or ""] += 1
+        self._candidates = candidates
         shares = share_domains(rows_per_domain, self._lane_count(sum(rows_per_domain.values())),
                                self.options.per_domain)
         self._feeder = Feeder(shares, lane_window=4 * max(1, self.options.concurrency // lane_count(shares)) + 64)
@@ -248,6 +282,7 @@ class Harvester:
                 domain_limits={domain: limit for domain, share in self._feeder.shares.items()
                                for at, limit in zip(share.lanes, share.limits, strict=True)
                                if at == lane and limit != self.options.per_domain},
+                redis=self.redis,
             )
             lanes.append(lane_kind(config, self.store, self._take_results))
         logger.info("harvest %s: %d lane(s) over %d domain(s)", self.request.id, count, len(self._feeder.shares))

@@ -21,17 +21,28 @@ import aiohttp
 
 from services.downloader.core.config import DownloaderSettings
 from services.downloader.harvest.domains import DomainGate
-from services.downloader.harvest.fetch import FetchLimits, Outcome, fetch_image
+from services.downloader.harvest.fetch import Fetched, FetchLimits, Outcome, fetch_image
 from services.downloader.harvest.imaging import ImagePolicy, Normalised, normalise
 from services.downloader.harvest.options import HarvestOptions
+from services.downloader.harvest.politeness import Event, GlobalPoliteness
 from services.downloader.harvest.sink import ImageSink
 from services.downloader.harvest.state import RowResult
 from shared.curation import Blacklist
 from shared.network_safety import GuardedResolver
+from shared.queue import redis_connection
 from shared.schemas import HarvestStatus
+from shared.settings import Settings
 from shared.storage import ObjectStore
 
 logger = logging.getLogger(__name__)
+
+_GLOBAL_POLL_S = 0.02  # how soon a lane asks again for a domain whose global slots other workers hold
+
+
+def _released(running: asyncio.Task[None]) -> None:
+    if not running.cancelled() and running.exception() is not None:
+        # the lease expires by itself; the AIMD step of this answer is lost, nothing else
+        logger.warning("politeness release failed: %s", running.exception())
 
 
 @dataclass(slots=True)
@@ -55,6 +66,8 @@ class LaneConfig:
     store_concurrency: int  # uploads to object storage at once, from this lane
     cpu_threads: int
     domain_limits: dict[str, int] = field(default_factory=dict)  # a domain shared by lanes gets a share
+    # Where the per-domain limits shared by every worker live (``politeness.py``); None: this lane's own only.
+    redis: Settings | None = None
 
 
 @dataclass
@@ -88,6 +101,8 @@ class FetchLane:
         self._cancelled = False
         self._failure: Exception | None = None
         self._pool: ThreadPoolExecutor | None = None
+        self._global: GlobalPoliteness | None = None
+        self._leases: dict[str, tuple[str, str]] = {}  # image id -> (domain, its request's global lease token)
 
     # ------------------------------------------------------------------ control (on the lane's loop thread)
     def submit(self, tasks: Iterable[RowTask]) -> None:
@@ -117,6 +132,11 @@ class FetchLane:
     # ------------------------------------------------------------------ run
     async def run(self) -> None:
         self._pool = ThreadPoolExecutor(self.config.cpu_threads, thread_name_prefix="harvest-cpu")
+        if self.config.redis is not None:
+            self._global = GlobalPoliteness(redis_connection(self.config.redis), self.config.harvest_id,
+                                            self.options.per_domain, self.config.settings.politeness_lease_s)
+            renewing = asyncio.create_task(self._renew_leases(self._global))
+            self._tasks.add(renewing)
         try:
             async with self._web_session() as web, self._storage_session() as s3:
                 self._web = web
@@ -127,6 +147,10 @@ class FetchLane:
                     await self._stop_tasks()
         finally:
             self._pool.shutdown(wait=True, cancel_futures=True)
+            if self._global is not None:
+                self._global.close()
+                logger.info("harvest %s: politeness in Redis: %d round trips for %d requests",
+                            self.config.harvest_id, self._global.round_trips, self._global.granted)
         if self._failure is not None:
             raise self._failure
 
@@ -144,15 +168,90 @@ class FetchLane:
                 if gate.given_up:
                     self._fail_domain(gate)
                     continue
-                while self._has_room() and gate.ready(now):
-                    self._launch(gate, gate.queue.popleft())
+                wait_until = await self._launch_ready(gate, now)
                 if gate.queue and gate.not_before > now:
-                    next_time = gate.not_before if next_time is None else min(next_time, gate.not_before)
+                    wait_until = gate.not_before if wait_until is None else min(wait_until, gate.not_before)
+                if wait_until is not None:
+                    next_time = wait_until if next_time is None else min(next_time, wait_until)
             timeout = None if next_time is None else max(0.005, next_time - time.monotonic())
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout)
             except TimeoutError:
                 pass
+
+    async def _launch_ready(self, gate: DomainGate, now: float) -> float | None:
+        """Launch what the gate (and, with Redis, the domain's global limit) lets through; returns when to
+        look again if the domain is held back by others."""
+        if self._global is None:
+            while self._has_room() and gate.ready(now):
+                self._launch(gate, gate.queue.popleft())
+            return None
+        if not (self._has_room() and gate.ready(now)):
+            return None
+        want = min(len(gate.queue), gate.allowed - gate.in_flight, self.config.concurrency - self._in_flight,
+                   2 * self.config.concurrency - self._in_flight - self._processing)
+        grant = await self._global.acquire(gate.name, want, gate.allowed)
+        for token in grant.tokens:
+            task = gate.queue.popleft()
+            self._leases[task.image_id] = (gate.name, token)
+            self._launch(gate, task)
+        if grant.tokens:
+            return None
+        # paused (Retry-After, a park seen by another worker) or every slot taken by other workers: look again
+        return time.monotonic() + (grant.wait_s if grant.wait_s > 0 else _GLOBAL_POLL_S)
+
+    async def _release(self, gate: DomainGate, task: RowTask, event: Event, pause_s: float = 0.0) -> None:
+        """The request's slot back: in Redis first (with what its answer said), then in the gate, so that the
+        lane does not ask for the slot again before Redis has it free."""
+        lease = self._leases.pop(task.image_id, None)
+        try:
+            if lease is not None and self._global is not None:
+                token = lease[1]
+                try:
+                    await self._global.release(gate.name, [(token, event, pause_s)])
+                except Exception as exc:  # noqa: BLE001 - the lease expires by itself; this AIMD step is lost
+                    logger.warning("harvest %s: politeness release failed: %s", self.config.harvest_id, exc)
+        finally:
+            gate.in_flight -= 1
+
+    def _release_later(self, task: RowTask, gate: DomainGate) -> None:
+        """On the way out of a cancelled or failed request: give its lease back without waiting."""
+        lease = self._leases.pop(task.image_id, None)
+        if lease is None or self._global is None:
+            return
+        running = asyncio.create_task(self._global.release(gate.name, [(lease[1], Event.none, 0.0)]))
+        self._tasks.add(running)
+        running.add_done_callback(_released)
+        running.add_done_callback(self._tasks.discard)
+
+    async def _renew_leases(self, politeness: GlobalPoliteness) -> None:
+        """Keep the leases of the requests in flight alive, a few times per lease lifetime."""
+        while True:
+            await asyncio.sleep(politeness.lease_ms / 3000)
+            held: dict[str, list[str]] = {}
+            for domain, token in self._leases.values():
+                held.setdefault(domain, []).append(token)
+            try:
+                await politeness.renew(held)
+            except Exception as exc:  # noqa: BLE001 - Redis away for a moment: the next tick tries again
+                logger.warning("harvest %s: politeness lease renewal failed: %s", self.config.harvest_id, exc)
+
+    def _observe(self, gate: DomainGate, fetched: Fetched, now: float, backoff: float) -> tuple[Event, float]:
+        """What the answer says about its domain, to the lane's gate; returns it for the global limits."""
+        parks = gate.parks
+        if fetched.outcome is Outcome.retry and fetched.throttled:
+            pause = fetched.retry_after_s if fetched.retry_after_s is not None else backoff
+            gate.on_throttle(now, pause)
+            return Event.throttle, pause
+        if fetched.outcome is Outcome.ok:
+            gate.on_success(fetched.elapsed_s)
+            return Event.ok, 0.0
+        if fetched.outcome in (Outcome.retry, Outcome.failed):
+            gate.on_failure(now, host_trouble=fetched.host_trouble)
+            if gate.parks > parks:  # this failure opened the circuit: every worker pauses the domain
+                return Event.park, max(0.0, gate.not_before - now)
+            return (Event.trouble if fetched.host_trouble else Event.none), 0.0
+        return Event.none, 0.0
 
     def _gate(self, domain: str) -> DomainGate:
         gate = self._gates.get(domain)
@@ -187,15 +286,15 @@ class FetchLane:
         try:
             try:
                 fetched = await fetch_image(self._web, task.url, self.limits, self.config.blacklist)
-            finally:
+            except BaseException:
                 gate.in_flight -= 1
+                self._release_later(task, gate)
+                raise
             now = time.monotonic()
+            backoff = self._backoff(task.attempts)
+            event, pause = self._observe(gate, fetched, now, backoff)
+            await self._release(gate, task, event, pause)
             if fetched.outcome is Outcome.retry:
-                backoff = self._backoff(task.attempts)
-                if fetched.throttled:
-                    gate.on_throttle(now, fetched.retry_after_s if fetched.retry_after_s is not None else backoff)
-                else:
-                    gate.on_failure(now, host_trouble=fetched.host_trouble)
                 if task.attempts < self.options.retries and not gate.given_up:
                     task.attempts += 1
                     self._in_flight -= 1
@@ -207,10 +306,6 @@ class FetchLane:
                 if gate.given_up:
                     error = f"domain-unreachable: {fetched.error}; gave up after {gate.parks - 1} parks"
                 return RowResult(image_id=task.image_id, status=HarvestStatus.failed, error=error)
-            if fetched.outcome is Outcome.ok:
-                gate.on_success(fetched.elapsed_s)
-            elif fetched.outcome is Outcome.failed:
-                gate.on_failure(now, host_trouble=fetched.host_trouble)
             if fetched.outcome is not Outcome.ok:
                 return RowResult(image_id=task.image_id, status=HarvestStatus(fetched.outcome.value),
                                  error=fetched.error)

@@ -128,6 +128,10 @@ def test_cancel_a_running_harvest(api, web, tmp_path, manifests) -> None:
     body = {"dataset": "slow", "options": {"per_domain": 2}}  # the domain split over two lane processes
     harvest_id = api.post("/harvests", headers=AUTH, json=body).json()["id"]
     wait_for(api, harvest_id, {"running"})
+    deadline = time.monotonic() + 30
+    while api.get(f"/harvests/{harvest_id}").json()["progress"].get("lanes", 0) < 2:  # its shard is fetching
+        assert time.monotonic() < deadline, "the harvest's shard did not start fetching"
+        time.sleep(0.05)
     cancelled = api.delete(f"/harvests/{harvest_id}", headers=AUTH)
     assert cancelled.status_code == 202 and cancelled.json()["state"] in ("cancelling", "cancelled")
     view = wait_for(api, harvest_id, {"cancelled"})
