@@ -45,8 +45,15 @@ class OptimizerName(StrEnum):
 
 
 class DistributionStrategy(StrEnum):
+    """How many devices train one job (synchronous data parallelism: every replica sees batch_size images a step).
+
+    ``mirrored`` is ``tf.distribute.MirroredStrategy`` over every GPU of the host, or, when ``TF_CONFIG`` names a
+    cluster of several workers (``python -m services.trainer.multiworker``), ``MultiWorkerMirroredStrategy`` over
+    every GPU of every worker. The spec stays the same; the replicas (devices in sync) follow the hardware.
+    """
+
     default = "default"  # one device (the first GPU, else the CPU)
-    mirrored = "mirrored"  # every local GPU, synchronous data parallelism
+    mirrored = "mirrored"  # every GPU of the host, or of every worker of a TF_CONFIG cluster
 
 
 class _Frozen(BaseModel):
@@ -205,7 +212,12 @@ class TrainingJobSpec(_Frozen):
     backbone: BackboneConfig = BackboneConfig()
     head: HeadConfig = HeadConfig()
     optimizer: OptimizerConfig = OptimizerConfig()
-    batch_size: int = Field(default=32, ge=1, le=4096)
+    batch_size: int = Field(
+        default=32, ge=1, le=4096,
+        description="images per replica and step: the global batch is batch_size x replicas (GPUs in sync, over "
+                    "every worker), and the learning rates (optimizer and fine-tuning) are multiplied by the "
+                    "replicas (linear scaling rule); with one device both are as written",
+    )
     epochs: int = Field(default=30, ge=1, le=1000)
     augmentation: AugmentationConfig = AugmentationConfig()
     callbacks: CallbacksConfig = CallbacksConfig()
@@ -219,6 +231,13 @@ class TrainingJobSpec(_Frozen):
         description="XLA-compile the train step; None: only on a GPU (on a CPU it costs more than it saves)",
     )
     distribution: DistributionStrategy = DistributionStrategy.default
+    input: Literal["objects", "shards"] = Field(
+        default="objects",
+        description="'objects': each image fetched once into the worker's disk cache (no second copy in storage; "
+                    "right up to ~100k images on one worker); 'shards': the plan is packed once into TFRecord "
+                    "shards on S3 (shards/<dataset>/v<version>/<plan>/, reused by every job with the same split) "
+                    "and streamed (many images, many or short-lived workers)",
+    )
     export: ExportConfig = ExportConfig()
     openset: OpenSetConfig = OpenSetConfig()
     auto_promote: bool = Field(

@@ -7,6 +7,9 @@
 # wheels), on the same Python as the other images: the tensorflow/tensorflow:*-gpu images ship the distro's
 # Python, which need not satisfy requires-python >= 3.11. The host needs only the NVIDIA driver and the
 # NVIDIA container toolkit. requirements/trainer-gpu.lock pins them (make lock), at the CPU images' TensorFlow.
+# Which GPUs a container sees is the runtime's choice, not the image's: compose's device_ids, the Kubernetes
+# device plugin (nvidia.com/gpu). No NVIDIA_VISIBLE_DEVICES here: "all" would hand every GPU of a node to any
+# container of this image that asked for none.
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm@sha256:65a93d69fa75478d554f4ad27c85c1e69fa184956261b4301ebaf6dbb0a3543d
 
 FROM ${PYTHON_IMAGE} AS build
@@ -32,7 +35,6 @@ ENV PATH=/opt/venv/bin:$PATH \
     SPOREPRINT_WORK_DIR=/data/work \
     TF_CPP_MIN_LOG_LEVEL=1 \
     TF_FORCE_GPU_ALLOW_GROWTH=true \
-    NVIDIA_VISIBLE_DEVICES=all \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility
 RUN useradd --create-home --uid 10001 --user-group sporeprint \
     && mkdir -p /data/work \

@@ -12,7 +12,9 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import Counter, defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -25,7 +27,8 @@ from shared.training import DataConfig
 logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "validation", "test")
-COLUMNS = ["image_id", "observation_id", "species", "genus", "family", "status", "storage_key", "excluded_reason"]
+COLUMNS = ["image_id", "observation_id", "species", "genus", "family", "status", "storage_key", "excluded_reason",
+           "bytes"]
 
 
 class DatasetError(ValueError):
@@ -38,6 +41,7 @@ class Example:
     observation_id: str
     storage_key: str
     label: int
+    size: int | None = None  # stored bytes (the manifest's ``bytes``), for sizing shards
 
 
 @dataclass
@@ -140,11 +144,16 @@ def plan_dataset(table: pa.Table, config: DataConfig) -> DatasetPlan:
             cursor += count
         for row in members:
             plan.splits[assigned[row["observation_id"]]].append(
-                Example(row["image_id"], row["observation_id"], row["storage_key"], label.index)
+                Example(row["image_id"], row["observation_id"], row["storage_key"], label.index, _size(row))
             )
     for split in SPLITS:
         plan.splits[split].sort(key=lambda e: _rank(config.split_seed, e.image_id))
     return plan
+
+
+def _size(row: Mapping[str, Any]) -> int | None:
+    size = row.get("bytes")
+    return int(size) if isinstance(size, int) else None
 
 
 def _allocate(n: int, fractions: tuple[float, float, float]) -> tuple[int, int, int] | None:

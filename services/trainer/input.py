@@ -1,4 +1,4 @@
-"""The tf.data input pipeline: cached files -> decode -> resize -> batch -> augment -> prefetch.
+"""The tf.data input pipeline: cached files or streamed shards -> decode -> resize -> batch -> augment -> prefetch.
 
 Augmentation runs on whole batches of uint8 images: rotation (any angle), zoom and flips are folded into one
 affine map per image, and the batch is resampled by a single batched ``tf.gather`` (nearest neighbour, edge
@@ -12,20 +12,25 @@ normalisation lives inside the model.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import tensorflow as tf
 
+from services.trainer.shards import FEATURES
 from shared.model_input import decode_tensor, resize_for_model
 from shared.training import AugmentationConfig
 
 AUTOTUNE = tf.data.AUTOTUNE
+SHARD_FEATURES = {name: FEATURES[name] for name in ("image", "label")}  # what training reads of a record
 
 
 def decode_resize(path: tf.Tensor, image_size: int) -> tf.Tensor:
     """One file -> uint8 RGB of image_size (uint8 until augmentation: a quarter of the bytes to move)."""
-    data = tf.io.read_file(path)
+    return decode_resize_bytes(tf.io.read_file(path), image_size)
+
+
+def decode_resize_bytes(data: tf.Tensor, image_size: int) -> tf.Tensor:
     image = tf.cast(resize_for_model(decode_tensor(data), image_size), tf.uint8)  # the path serving takes too
     image.set_shape((image_size, image_size, 3))
     return image
@@ -93,6 +98,57 @@ def build_dataset(
         dataset = dataset.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.map(lambda path, label: (decode_resize(path, image_size), label),
                           num_parallel_calls=AUTOTUNE, deterministic=not shuffle)
+    return _batch_augment(dataset, batch_size, augmentation)
+
+
+def build_shard_dataset(
+    shard_keys: Sequence[str],
+    fetch: Callable[[str], str],
+    image_size: int,
+    batch_size: int,
+    augmentation: AugmentationConfig | None = None,
+    shuffle: bool = False,
+    seed: int = 0,
+    parallel_fetches: int = 4,
+    cycle_length: int = 4,
+    shuffle_buffer: int = 2048,
+) -> tf.data.Dataset:
+    """The same batches as :func:`build_dataset`, from TFRecord shards.
+
+    ``fetch`` makes a shard a local file (``ImageCache.fetch``: downloaded once, then read from disk, bounded by
+    the cache's LRU); ``parallel_fetches`` shards download at once ahead of the reader, so the first batch comes
+    after one shard, not the whole set. ``TFRecordDataset`` reads local files in C++ (no GIL, no Python per
+    record), and for training ``interleave`` reads ``cycle_length`` shards at once, then a shuffle buffer mixes
+    records (memory: about ``shuffle_buffer`` encoded images). Without shuffling the records come in index order
+    (``shards.shard_order``), one shard after another.
+    """
+    keys = tf.data.Dataset.from_tensor_slices(list(shard_keys))
+    if shuffle:
+        keys = keys.shuffle(len(shard_keys), seed=seed, reshuffle_each_iteration=True)
+
+    def fetch_path(key: tf.Tensor) -> tf.Tensor:
+        path = tf.py_function(lambda k: fetch(k.numpy().decode()), [key], tf.string)
+        path.set_shape(())
+        return path
+
+    files = keys.map(fetch_path, num_parallel_calls=parallel_fetches, deterministic=True)
+    if shuffle:
+        records = files.interleave(tf.data.TFRecordDataset, cycle_length=cycle_length, num_parallel_calls=AUTOTUNE,
+                                   deterministic=False)
+        records = records.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    else:
+        records = files.interleave(tf.data.TFRecordDataset, cycle_length=1)
+
+    def decode(serialized: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        record = tf.io.parse_single_example(serialized, SHARD_FEATURES)
+        return decode_resize_bytes(record["image"], image_size), tf.cast(record["label"], tf.int32)
+
+    dataset = records.map(decode, num_parallel_calls=AUTOTUNE, deterministic=not shuffle)
+    return _batch_augment(dataset, batch_size, augmentation)
+
+
+def _batch_augment(dataset: tf.data.Dataset, batch_size: int,
+                   augmentation: AugmentationConfig | None) -> tf.data.Dataset:
     dataset = dataset.batch(batch_size, num_parallel_calls=AUTOTUNE)
     if augmentation is not None and augmentation.enabled:
         # XLA fuses the coordinate arithmetic of the whole batch into a few loops: ~4x faster on a CPU.

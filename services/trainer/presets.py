@@ -3,7 +3,9 @@
 ``demo_spec(dataset, version)`` trains the demo model on a CPU in about a minute: the tiny CNN at 64 px on
 the synthetic species. ``gpu_spec`` is the recipe the notebooks converged on (EfficientNetB0 on ImageNet
 weights, Adam 1e-4, rotation up to 180 degrees, EarlyStopping + ModelCheckpoint on val_accuracy with patience 5,
-ReduceLROnPlateau, then fine-tuning the last backbone layers).
+ReduceLROnPlateau, then fine-tuning the last backbone layers) on every GPU of the host (``mirrored``: per-replica
+batch 32, so the global batch and the learning rates grow with the GPUs), or of every worker of a multi-host job
+(``python -m services.trainer.multiworker``, deploy/k8s/train-multiworker.yaml).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ def gpu_spec(dataset: str, version: int | None = None, top_n: int = 10) -> Train
         "augmentation": {"rotation": 180, "flip_horizontal": True, "flip_vertical": True},
         "fine_tune": {"enabled": True, "unfreeze_layers": 20, "epochs": 10, "learning_rate": 1e-5},
         "mixed_precision": True,
+        "distribution": "mirrored",
     })
 
 

@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -29,11 +30,12 @@ import numpy as np
 import tensorflow as tf
 
 from services.trainer import evaluation
-from services.trainer.cache import ImageCache
+from services.trainer.core.config import get_trainer_settings
 from services.trainer.dataset import DatasetPlan, load_plan
-from services.trainer.input import build_dataset
 from services.trainer.model import build_model, compile_model, unfreeze_for_fine_tuning
+from services.trainer.multiworker import ClusterRole, cluster_role
 from services.trainer.promotion import maybe_auto_promote
+from services.trainer.sources import InputSource, open_input
 from shared import openset
 from shared.manifests import ManifestStore
 from shared.registry import ModelCard, ModelRegistry, ModelStatus, model_key
@@ -58,6 +60,45 @@ class JobCanceled(RuntimeError):
     pass
 
 
+class MultiWorkerStrategy(tf.distribute.MultiWorkerMirroredStrategy):
+    """MultiWorkerMirroredStrategy as Keras 3's ``fit`` calls it (keras-team/keras#20585): Keras reduces a whole
+    batch structure at once (tf.distribute documents nested values; the collective strategy takes one tensor)
+    and reduces scalar logs along ``axis=0``. Both become what they mean: each value alone, scalars whole."""
+
+    def reduce(self, reduce_op: Any, value: Any, axis: int | None = None) -> Any:
+        reduce_one = super().reduce
+
+        def one(item: Any) -> Any:
+            local = self.experimental_local_results(item)[0] if isinstance(
+                item, tf.distribute.DistributedValues) else item
+            scalar = tf.convert_to_tensor(local).shape.rank == 0
+            return reduce_one(reduce_op, item, None if scalar else axis)
+
+        return tf.nest.map_structure(one, value)
+
+
+def strategy_name(strategy: tf.distribute.Strategy) -> str:
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return "MultiWorkerMirroredStrategy"
+    if isinstance(strategy, tf.distribute.MirroredStrategy):
+        return "MirroredStrategy"
+    return "default"
+
+
+def make_strategy(distribution: DistributionStrategy) -> tf.distribute.Strategy:
+    """``mirrored``: every GPU of this host, or of every worker when TF_CONFIG names a cluster
+    (MultiWorkerMirroredStrategy: create it before any other TensorFlow op runs); ``default``: one device."""
+    role = cluster_role()
+    if distribution is DistributionStrategy.mirrored:
+        if role is not None:
+            return MultiWorkerStrategy()
+        return tf.distribute.MirroredStrategy()
+    if role is not None:
+        raise ValueError(f"TF_CONFIG names a cluster of {role.workers} workers, but the spec's distribution is "
+                         f"'{distribution.value}': use 'mirrored'")
+    return tf.distribute.get_strategy()
+
+
 @dataclass
 class TrainingState:
     """What survives a crash (``checkpoint/state.json``): where the run is and what it has learnt so far."""
@@ -74,12 +115,17 @@ class TrainingState:
 
 
 class Checkpoints:
-    """``models/<id>/checkpoint/``: last.keras (model + optimizer), best.weights.h5 and state.json."""
+    """``models/<id>/checkpoint/``: last.keras (model + optimizer), best.weights.h5 and state.json.
 
-    def __init__(self, store: ObjectStore, model_id: str, local_dir: Path) -> None:
+    A multi-worker job's other workers are no writers: they save into their local (temporary) directory only,
+    because every worker must save (reading mirrored variables is collective), and read the chief's to resume.
+    """
+
+    def __init__(self, store: ObjectStore, model_id: str, local_dir: Path, writer: bool = True) -> None:
         self.store = store
         self.model_id = model_id
         self.dir = local_dir
+        self.writer = writer
         self.dir.mkdir(parents=True, exist_ok=True)
 
     def key(self, name: str) -> str:
@@ -105,14 +151,19 @@ class Checkpoints:
 
     def save(self, model: keras.Model, state: TrainingState, improved: bool) -> None:
         model.save(self.last_path)
-        self.store.put_file(self.key("last.keras"), self.last_path)
         if improved:
             model.save_weights(self.best_path)
+        if not self.writer:
+            return
+        self.store.put_file(self.key("last.keras"), self.last_path)
+        if improved:
             self.store.put_file(self.key("best.weights.h5"), self.best_path)
         # The state goes last: it never names an epoch whose model is not stored yet.
         self.store.put_json(self.key("state.json"), asdict(state))
 
     def clear(self) -> None:
+        if not self.writer:
+            return
         for key in list(self.store.list(model_key(self.model_id, "checkpoint/"))):
             self.store.delete(key)
 
@@ -167,6 +218,7 @@ class TrainingRun:
         cancel_requested: CancelCheck | None = None,
         job_id: str | None = None,
         on_epoch: EpochHook | None = None,
+        strategy: tf.distribute.Strategy | None = None,
     ) -> None:
         if spec.data.manifest_version is None:
             raise ValueError("the spec's manifest version must be pinned before training")
@@ -183,8 +235,10 @@ class TrainingRun:
         self.checkpoints = Checkpoints(store, model_id, self.local / "checkpoint")
         self.state = TrainingState()
         self.plan: DatasetPlan | None = None
-        self.paths: dict[str, list[str]] = {}
+        self.input: InputSource | None = None
         self.created_at = datetime.now(UTC)
+        self.strategy = strategy  # None: made from spec.distribution when training starts
+        self.role: ClusterRole | None = None  # set for a multi-worker strategy (TF_CONFIG)
 
     @property
     def total_epochs(self) -> int:
@@ -197,26 +251,16 @@ class TrainingRun:
         self.progress(stage=self.state.phase, epoch=self.state.epoch, epochs=self.total_epochs,
                       history=self.state.history, eta_seconds=eta, best_val_accuracy=self.state.best_val_accuracy,
                       best_epoch=self.state.best_epoch)
-        self.on_epoch(row, self.state.epoch_seconds[-1], len(self.paths.get("train", ())))
+        self.on_epoch(row, self.state.epoch_seconds[-1], len(self.plan.splits["train"]) if self.plan else 0)
 
     # --- the task ---------------------------------------------------------------------------------------
     def build_inputs(self) -> dict[str, tf.data.Dataset]:
         manifests = ManifestStore(self.store)
         self.progress(stage="planning")
         self.plan = plan = load_plan(manifests, self.spec.data)
-        cache = ImageCache(self.store, self.work_dir)
-        self.progress(stage="caching", cached=0, to_cache=len(plan.storage_keys()))
-        paths = cache.fill(plan.storage_keys(), progress=lambda done, total: self.progress(cached=done))
-        datasets = {}
-        for split, examples in plan.splits.items():
-            training = split == "train"
-            self.paths[split] = [str(paths[e.storage_key]) for e in examples]
-            datasets[split] = build_dataset(
-                self.paths[split], [e.label for e in examples],
-                self.spec.data.image_size, self.spec.batch_size,
-                augmentation=self.spec.augmentation if training else None, shuffle=training, seed=self.spec.seed,
-            )
-        return datasets
+        self.input = open_input(self.spec, plan, self.store, self.work_dir, self.global_batch_size,
+                                get_trainer_settings(), self.progress)
+        return {split: self.input.dataset(split, training=split == "train") for split in plan.splits}
 
     def class_weights(self) -> dict[int, float] | None:
         if self.spec.class_weights == "none" or self.plan is None:
@@ -226,10 +270,47 @@ class TrainingRun:
         return {index: float(len(labels) / (len(counts) * count)) if count else 0.0
                 for index, count in enumerate(counts)}
 
+    # --- distribution -----------------------------------------------------------------------------------
     def _strategy(self) -> tf.distribute.Strategy:
-        if self.spec.distribution is DistributionStrategy.mirrored:
-            return tf.distribute.MirroredStrategy()
-        return tf.distribute.get_strategy()
+        if self.strategy is None:
+            self.strategy = make_strategy(self.spec.distribution)
+        if isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy) and self.role is None:
+            self.role = cluster_role()
+            if self.role is not None and not self.role.is_chief:
+                scratch = Path(tempfile.mkdtemp(prefix=f"{self.model_id}-worker-", dir=self.work_dir))
+                self.checkpoints = Checkpoints(self.store, self.model_id, scratch, writer=False)
+        return self.strategy
+
+    @property
+    def is_chief(self) -> bool:
+        """Writes checkpoints, the model and its card: always, but on a multi-worker job's other workers."""
+        self._strategy()
+        return self.role is None or self.role.is_chief
+
+    @property
+    def replicas(self) -> int:
+        return int(self._strategy().num_replicas_in_sync)
+
+    @property
+    def global_batch_size(self) -> int:
+        """spec.batch_size per replica: Keras splits each dataset batch over the replicas in sync."""
+        return self.spec.batch_size * self.replicas
+
+    def scaled_learning_rate(self, learning_rate: float) -> float:
+        """The linear scaling rule (Goyal et al. 2017): a global batch N times larger takes N times the rate."""
+        return learning_rate * self.replicas
+
+    def distribution(self) -> dict[str, Any]:
+        """What trained the model (distribution.json): strategy, replicas, workers, batch and rates as used."""
+        spec = self.spec
+        return {
+            "strategy": strategy_name(self._strategy()), "replicas_in_sync": self.replicas,
+            "workers": self.role.workers if self.role else 1,
+            "per_replica_batch_size": spec.batch_size, "global_batch_size": self.global_batch_size,
+            "learning_rate": self.scaled_learning_rate(spec.optimizer.learning_rate),
+            "fine_tune_learning_rate": self.scaled_learning_rate(spec.fine_tune.learning_rate)
+            if spec.fine_tune.enabled else None,
+        }
 
     def _callbacks(self, phase_end: int) -> list[keras.callbacks.Callback]:
         callbacks: list[keras.callbacks.Callback] = [EpochBookkeeper(self, phase_end)]
@@ -251,10 +332,14 @@ class TrainingRun:
         if spec.mixed_precision:
             keras.mixed_precision.set_global_policy("mixed_float16")
         keras.utils.set_random_seed(spec.seed)
+        strategy = self._strategy()
+        logger.info("distribution: %s, %d replicas in sync%s, global batch %d, learning rate %g",
+                    strategy_name(strategy), self.replicas, f", {self.role.describe()}" if self.role else "",
+                    self.global_batch_size, self.scaled_learning_rate(spec.optimizer.learning_rate))
         datasets = self.build_inputs()
         assert self.plan is not None
         resumed = self.checkpoints.load()
-        with self._strategy().scope():
+        with strategy.scope():
             if resumed is not None:
                 self.state = resumed
                 self.state.resumed_from.append(resumed.epoch)
@@ -262,7 +347,8 @@ class TrainingRun:
                 model = keras.models.load_model(self.checkpoints.last_path)
             else:
                 model = build_model(spec, len(self.plan.classes))
-                compile_model(model, spec.optimizer.name, spec.optimizer.learning_rate, spec.jit_compile)
+                compile_model(model, spec.optimizer.name, self.scaled_learning_rate(spec.optimizer.learning_rate),
+                              spec.jit_compile)
             self.progress(stage=self.state.phase, epoch=self.state.epoch, epochs=self.total_epochs,
                           resumed_from_epoch=self.state.resumed_from[-1] if self.state.resumed_from else None,
                           pid=os.getpid(), history=self.state.history)
@@ -275,16 +361,35 @@ class TrainingRun:
                 if self.state.fine_tune_start is None:
                     self._restore_best(model)
                     unfrozen = unfreeze_for_fine_tuning(model, spec.fine_tune.unfreeze_layers)
-                    logger.info("fine-tuning: %d backbone layers unfrozen, lr %g", unfrozen,
-                                spec.fine_tune.learning_rate)
-                    compile_model(model, spec.optimizer.name, spec.fine_tune.learning_rate, spec.jit_compile)
+                    learning_rate = self.scaled_learning_rate(spec.fine_tune.learning_rate)
+                    logger.info("fine-tuning: %d backbone layers unfrozen, lr %g", unfrozen, learning_rate)
+                    compile_model(model, spec.optimizer.name, learning_rate, spec.jit_compile)
                     self.state.fine_tune_start, self.state.wait = self.state.epoch, 0
                 if not self._early_stopped():
                     self._fit(model, datasets, self.state.fine_tune_start + spec.fine_tune.epochs)
                 self.state.phase = PHASE_DONE
             self._restore_best(model)
         self._datasets = datasets
+        if self.role is not None:
+            model = self._single_device_copy(model)
         return model
+
+    def _single_device_copy(self, model: keras.Model) -> keras.Model:
+        """Multi-worker: every worker saves the trained model (the chief into its own directory, the others into
+        their temporary one); the chief reloads it outside the strategy, so that calibration, evaluation and
+        export run on the chief alone, on the whole splits, without the other workers' collectives."""
+        path = self.checkpoints.dir / "trained.keras"
+        model.save(path)
+        return keras.models.load_model(path) if self.is_chief else model
+
+    def run_as_worker(self) -> None:
+        """A multi-worker job's other workers: train in step with the chief, write nothing, clean up."""
+        try:
+            self.train()
+        finally:
+            shutil.rmtree(self.checkpoints.dir, ignore_errors=True)
+        assert self.role is not None
+        logger.info("%s finished training %s; the chief stores the model", self.role.describe(), self.model_id)
 
     def _early_stopped(self) -> bool:
         early = self.spec.callbacks.early_stopping
@@ -300,9 +405,8 @@ class TrainingRun:
 
     def embed(self, model: keras.Model, split: str) -> tuple[np.ndarray, np.ndarray]:
         """(features, logits) of a split in plan order: no augmentation, no shuffling (the train split too)."""
-        dataset = self._datasets[split] if split != "train" else build_dataset(
-            self.paths["train"], self.labels("train").tolist(), self.spec.data.image_size, self.spec.batch_size,
-            augmentation=None, shuffle=False)
+        assert self.input is not None
+        dataset = self._datasets[split] if split != "train" else self.input.dataset("train", training=False)
         features, logits = openset.embedding_model(model).predict(dataset, verbose=0)
         return np.asarray(features, dtype=np.float32), np.asarray(logits, dtype=np.float32)
 
@@ -365,6 +469,7 @@ class TrainingRun:
         self.put_artifact("labels.json", _json({"taxon_level": self.spec.data.taxon_level.value, "classes": labels}),
                           as_json, artifacts)
         self.put_artifact("spec.json", _json(self.spec.model_dump(mode="json")), as_json, artifacts)
+        self.put_artifact("distribution.json", _json(self.distribution()), as_json, artifacts)
         self.put_artifact("metrics.json", _json(metrics), as_json, artifacts)
         self.put_artifact("history.json", _json(self.state.history), as_json, artifacts)
         self.put_artifact("splits.json", _json({
@@ -415,6 +520,8 @@ class TrainingRun:
 
     def run(self) -> ModelCard:
         """Train, evaluate, store; the card says 'training' meanwhile and 'complete' at the end."""
+        if not self.is_chief:
+            raise RuntimeError("only the chief of a multi-worker job stores the model: call run_as_worker")
         existing = self._existing_card()
         if existing is not None:
             self.created_at = existing.created_at

@@ -15,6 +15,16 @@ class TrainerSettings(SporeprintSettings):
 
     job_timeout_seconds: int = Field(default=7 * 24 * 3600, ge=60, description="RQ kills a job running longer")
     log_tail_lines: int = Field(default=50, ge=1, le=500)
+    cache_max_bytes: int = Field(
+        default=100 * 2**30, ge=2**20,
+        description="bound of the worker's local cache of images and shards (under SPOREPRINT_WORK_DIR); the least "
+                    "recently used files go first. With input 'shards' keep it above ~8 shards (in flight + read)",
+    )
+    shard_bytes: int = Field(default=150 * 2**20, ge=2**10, le=2**32,
+                             description="target size of one TFRecord shard written for input 'shards'")
+    shard_fetch_threads: int = Field(default=4, ge=1, le=32,
+                                     description="shards downloaded at once while streaming (and images while packing"
+                                                 ", x2)")
 
 
 @lru_cache

@@ -315,12 +315,20 @@ def test_workers_listen_on_the_right_queues(compose: dict) -> None:
     assert services["train-worker"]["build"]["dockerfile"] == "deploy/docker/trainer-gpu.Dockerfile"
 
 
-def test_training_worker_reserves_an_nvidia_gpu(compose: dict) -> None:
-    devices = compose["services"]["train-worker"]["deploy"]["resources"]["reservations"]["devices"]
-    assert devices == [{"driver": "nvidia", "count": "all", "capabilities": ["gpu"]}]
-    for name, service in compose["services"].items():
-        if name != "train-worker":
-            assert "deploy" not in service, f"only the training worker needs a GPU, not {name}"
+TRAIN_WORKERS = {"train-worker": "0", "train-worker-1": "1", "train-worker-2": "2", "train-worker-3": "3"}
+
+
+def test_each_training_worker_reserves_its_own_nvidia_gpu(compose: dict) -> None:
+    services = compose["services"]
+    for name, gpu in TRAIN_WORKERS.items():
+        devices = services[name]["deploy"]["resources"]["reservations"]["devices"]
+        assert devices == [{"driver": "nvidia", "device_ids": [gpu], "capabilities": ["gpu"]}], name
+        assert services[name].get("profiles", []) == ([] if gpu == "0" else [f"gpu-{gpu}"]), name
+        same = {key: value for key, value in services[name].items() if key not in ("deploy", "profiles")}
+        assert same == {key: value for key, value in services["train-worker"].items() if key != "deploy"}, name
+    for name, service in services.items():
+        if name not in TRAIN_WORKERS:
+            assert "deploy" not in service, f"only the training workers need a GPU, not {name}"
 
 
 def test_state_lives_in_named_volumes(compose: dict) -> None:
@@ -387,9 +395,10 @@ def test_worker_only_file_runs_only_workers_against_the_main_hosts_redis(compose
     workers = interpolate(raw, remote)
     errors = list(jsonschema.Draft7Validator(SCHEMA).iter_errors(workers))
     assert not errors, errors[:3]
-    assert set(workers["services"]) == {"cpu-worker", "train-worker"}
+    assert set(workers["services"]) == {"cpu-worker", "train-worker", *(f"train-worker-{n}" for n in (1, 2, 3))}
     for name, service in workers["services"].items():
         main = compose["services"][name]
+        assert service.get("deploy") == main.get("deploy") and service.get("profiles") == main.get("profiles"), name
         assert service["command"] == main["command"] and service["build"] == main["build"], name
         env = service_env(service)
         assert env["SPOREPRINT_REDIS_URL"] == "redis://10.0.1.5:6379/0", name
@@ -400,3 +409,8 @@ def test_worker_only_file_runs_only_workers_against_the_main_hosts_redis(compose
                    "SPOREPRINT_CURATOR_URL"):
         with pytest.raises(MissingVariable, match=needed):  # no silent fallback to a Redis on this host
             interpolate(raw, {key: value for key, value in remote.items() if key != needed})
+
+
+def test_the_gpu_image_leaves_the_choice_of_gpus_to_the_runtime() -> None:
+    dockerfile = (DEPLOY / "docker" / "trainer-gpu.Dockerfile").read_text()
+    assert "NVIDIA_VISIBLE_DEVICES" not in dockerfile.replace("No NVIDIA_VISIBLE_DEVICES here", "")

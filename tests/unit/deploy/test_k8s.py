@@ -14,8 +14,12 @@ from .conftest import API_PORTS, DOCKERFILES, K8S, assert_worker_command, define
 pytestmark = pytest.mark.unit
 
 KUBERNETES_VERSION = "1.30.0"  # the oldest minor still supported by the big managed offerings; newer accept it
-MANIFESTS = sorted(path for path in K8S.glob("*.yaml") if path.name != "kustomization.yaml")
+# KEDA's custom resources are not in the Kubernetes API schemas: keda.yaml is checked on its own (below).
+KEDA = K8S / "keda.yaml"
+MANIFESTS = sorted(path for path in K8S.glob("*.yaml") if path.name not in ("kustomization.yaml", KEDA.name))
 WORKERS = {"cpu-worker": ("harvest", "curate"), "train-worker": ("train",)}
+# Applied by hand, not by kustomization.yaml: the Secret is created with kubectl, each multi-worker Job is a run.
+NOT_APPLIED = {"secret.example.yaml", "train-multiworker.yaml"}
 
 
 def documents(path: Path) -> list[dict[str, Any]]:
@@ -66,10 +70,11 @@ def test_the_validator_rejects_a_broken_manifest() -> None:
         kubernetes_validate.validate(deployment, KUBERNETES_VERSION, strict=True)
 
 
-def test_kustomization_applies_every_manifest_but_the_example_secret() -> None:
+def test_kustomization_applies_every_manifest_but_the_example_secret_and_the_runs() -> None:
     kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
     resources = set(kustomization["resources"])
-    assert resources == {path.name for path in MANIFESTS} - {"secret.example.yaml"}
+    assert resources == {path.name for path in MANIFESTS} - NOT_APPLIED
+    assert KEDA.name not in resources, "KEDA's CRDs may not be installed: keda.yaml is applied on its own"
     images = {f"{image['name']}:{image['newTag']}" for image in kustomization["images"]}
     used = {container["image"] for (kind, _), obj in all_objects().items()
             if kind in ("Deployment", "StatefulSet") for container in pod_spec(obj)["containers"]}
@@ -238,3 +243,154 @@ def test_prometheus_finds_each_apis_metrics(api: str) -> None:
     annotations = all_objects()[("Deployment", api)]["spec"]["template"]["metadata"]["annotations"]
     assert annotations == {"prometheus.io/scrape": "true", "prometheus.io/port": str(API_PORTS[api]),
                            "prometheus.io/path": "/metrics"}
+
+
+# --- workers: rollouts, probes, disruption budgets ------------------------------------------------------------
+
+def test_workers_are_left_to_the_autoscaler_and_the_gpu_worker_is_recreated() -> None:
+    objects = all_objects()
+    for worker in WORKERS:
+        assert "replicas" not in objects[("Deployment", worker)]["spec"], f"{worker}: a re-apply would fight KEDA"
+    train = objects[("Deployment", "train-worker")]["spec"]
+    assert train["strategy"] == {"type": "Recreate"}, "a rolling update of a one-GPU pod waits for a second GPU"
+
+
+@pytest.mark.parametrize("worker", sorted(WORKERS))
+def test_worker_liveness_is_its_rq_heartbeat(worker: str) -> None:
+    container = only_container(all_objects()[("Deployment", worker)])
+    for probe in ("startupProbe", "livenessProbe"):
+        command = container[probe]["exec"]["command"]
+        assert command == ["python", "-m", "shared.worker_probe"], (worker, probe)
+    assert (K8S.parents[1] / "shared" / "worker_probe.py").is_file()
+    liveness = container["livenessProbe"]
+    assert liveness["periodSeconds"] * liveness["failureThreshold"] >= 120, "longer than an idle worker's wait"
+
+
+@pytest.mark.parametrize("worker", sorted(WORKERS))
+def test_worker_disruption_budgets_never_block_a_drain(worker: str) -> None:
+    objects = all_objects()
+    budget = objects[("PodDisruptionBudget", worker)]["spec"]
+    labels = objects[("Deployment", worker)]["spec"]["template"]["metadata"]["labels"]
+    assert _selects(budget["selector"], labels)
+    assert "minAvailable" not in budget, "a running job resumes from its checkpoint; nothing to wait for"
+    assert budget["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
+    assert budget["maxUnavailable"] == ("100%" if worker == "train-worker" else 1)
+
+
+# --- one job over several hosts: the indexed Job -----------------------------------------------------------
+
+def test_the_multi_worker_job_gives_every_pod_its_name_and_its_peers(tmp_path: Path) -> None:
+    from services.trainer.multiworker import indexed_job_addresses, load_spec
+
+    objects = all_objects()
+    job = objects[("Job", "train-multiworker")]["spec"]
+    service = objects[("Service", "train-multiworker")]["spec"]
+    pod = job["template"]["spec"]
+    container = pod["containers"][0]
+    assert job["completionMode"] == "Indexed" and job["completions"] == job["parallelism"] >= 2
+    assert pod["restartPolicy"] == "Never" and pod["subdomain"] == "train-multiworker"
+    assert service["clusterIP"] == "None" and service["publishNotReadyAddresses"] is True
+    assert _selects({"matchLabels": service["selector"]}, job["template"]["metadata"]["labels"])
+    assert container["command"] == ["python", "-m", "services.trainer.multiworker"]
+    assert (K8S.parents[1] / "services" / "trainer" / "multiworker.py").is_file()
+    args = container["args"]
+    workers, template = int(args[args.index("--workers") + 1]), args[args.index("--address-template") + 1]
+    assert workers == job["completions"]
+    port = service["ports"][0]["port"]
+    # an indexed Job's pod is named <job>-<index>; with the subdomain, <job>-<index>.<service> resolves
+    assert indexed_job_addresses(workers, template) == [f"train-multiworker-{index}.train-multiworker:{port}"
+                                                        for index in range(workers)]
+    assert container["ports"] == [{"name": "grpc", "containerPort": port}]
+    peers = objects[("NetworkPolicy", "train-multiworker-peers")]["spec"]
+    assert _selects(peers["podSelector"], job["template"]["metadata"]["labels"])
+    assert peers["ingress"] == [{"from": [{"podSelector": peers["podSelector"]}],
+                                 "ports": [{"protocol": "TCP", "port": port}]}]
+    assert container["resources"]["limits"]["nvidia.com/gpu"]
+    assert {"configMapRef": {"name": "sporeprint-settings"}} in container["envFrom"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "spec")
+    spec_arg = Path(args[args.index("--spec") + 1])
+    assert spec_arg.parent == Path(mount["mountPath"])
+    spec_json = objects[("ConfigMap", "train-multiworker-spec")]["data"][spec_arg.name]
+    (tmp_path / "spec.json").write_text(spec_json)
+    assert load_spec(tmp_path / "spec.json").distribution == "mirrored"  # pinned, mirrored: what workers demand
+    rules = job["podFailurePolicy"]["rules"]
+    assert {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]} in rules
+
+
+# --- KEDA (keda.yaml): structure, since kubernetes-validate has no schemas for its CRDs ----------------------
+
+KEDA_REQUIRED = {"ScaledObject": ("scaleTargetRef", "triggers"), "ScaledJob": ("jobTargetRef", "triggers"),
+                 "TriggerAuthentication": ()}
+
+
+def keda_objects() -> dict[tuple[str, str], dict[str, Any]]:
+    return {(document["kind"], document["metadata"]["name"]): document for document in documents(KEDA)}
+
+
+def test_keda_objects_are_well_formed() -> None:
+    for (kind, name), document in keda_objects().items():
+        if not document["apiVersion"].startswith("keda.sh/"):
+            kubernetes_validate = pytest.importorskip("kubernetes_validate")
+            kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
+            continue
+        assert document["apiVersion"] == "keda.sh/v1alpha1", name
+        assert kind in KEDA_REQUIRED, f"{kind}: teach this test its required fields"
+        assert set(document) == {"apiVersion", "kind", "metadata", "spec"}, name
+        assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", name)
+        spec = document["spec"]
+        missing = [field for field in KEDA_REQUIRED[kind] if field not in spec]
+        assert not missing, f"{kind}/{name} lacks {missing}"
+        for trigger in spec.get("triggers", []):
+            assert set(trigger) <= {"type", "metadata", "authenticationRef", "name", "metricType"}, trigger
+            assert isinstance(trigger["type"], str) and isinstance(trigger["metadata"], dict)
+            assert all(isinstance(value, str) for value in trigger["metadata"].values()), (
+                f"{name}: KEDA trigger metadata values are strings")
+        for ref in spec.get("secretTargetRef", []):
+            assert set(ref) == {"parameter", "name", "key"}, ref
+        if kind == "ScaledObject":
+            assert 0 <= spec["minReplicaCount"] < spec["maxReplicaCount"]
+
+
+def test_keda_scales_each_worker_to_zero_on_its_queues_with_the_redis_acl_user() -> None:
+    from rq import Queue
+
+    from shared.job_metrics import QUEUE_FIGURES
+
+    objects, keda = all_objects(), keda_objects()
+    config = objects[("ConfigMap", "sporeprint-settings")]["data"]
+    secret = objects[("Secret", "sporeprint-secrets")]["stringData"]
+    redis_port = objects[("Service", "redis")]["spec"]["ports"][0]["port"]
+    figures = {name for name, _ in QUEUE_FIGURES}
+    for worker, queues in WORKERS.items():
+        scaled = keda[("ScaledObject", worker)]["spec"]
+        assert scaled["scaleTargetRef"] == {"name": worker} and ("Deployment", worker) in objects
+        assert scaled["minReplicaCount"] == 0, f"{worker} scales to zero"
+        redis = [trigger for trigger in scaled["triggers"] if trigger["type"] == "redis"]
+        assert sorted(trigger["metadata"]["listName"] for trigger in redis) == sorted(
+            Queue.redis_queue_namespace_prefix + queue for queue in queues)
+        for trigger in redis:
+            metadata = trigger["metadata"]
+            assert metadata["address"] == f"redis.sporeprint.svc:{redis_port}"
+            assert metadata["usernameFromEnv"] in config, "the ACL user comes from the worker's settings"
+            assert int(metadata["listLength"]) >= 1
+            auth = keda[("TriggerAuthentication", trigger["authenticationRef"]["name"])]["spec"]
+            assert auth["secretTargetRef"] == [{"parameter": "password", "name": "sporeprint-secrets",
+                                                "key": "SPOREPRINT_REDIS_PASSWORD"}]
+            assert "SPOREPRINT_REDIS_PASSWORD" in secret
+        # running jobs keep their worker: RQ takes a job off the list when it starts
+        (prometheus,) = [trigger for trigger in scaled["triggers"] if trigger["type"] == "prometheus"]
+        query = prometheus["metadata"]["query"]
+        assert "sporeprint_rq_started_jobs" in query and "sporeprint_rq_queued_jobs" in query
+        assert set(re.findall(r"sporeprint_\w+", query)) <= figures
+        assert all(queue in query for queue in queues)
+
+
+def test_only_kedas_operator_reaches_redis_from_another_namespace() -> None:
+    policy = keda_objects()[("NetworkPolicy", "redis-from-keda")]["spec"]
+    assert _selects(policy["podSelector"], _pod_labels()["redis"])
+    (rule,) = policy["ingress"]
+    (peer,) = rule["from"]
+    assert peer["namespaceSelector"] == {"matchLabels": {"kubernetes.io/metadata.name": "keda"}}
+    assert peer["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "keda-operator"}}
+    assert rule["ports"] == [{"protocol": "TCP", "port": 6379}]
