@@ -1,4 +1,5 @@
-"""The web console: a static page plus a same-origin proxy to each service's API.
+"""The web console: a static page (index.html, its scripts and styles under /static) plus a same-origin proxy to
+each service's API.
 
 The page calls ``/api/<service>/<path>``; the console forwards the request (method, query,
 body, ``Authorization``) to that service's URL from the settings. It adds no credentials of
@@ -16,6 +17,7 @@ from typing import Annotated
 import httpx
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
 from shared.settings import Settings, get_settings
@@ -47,6 +49,8 @@ def create_app() -> FastAPI:
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
         return FileResponse(STATIC / "index.html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")  # the page's scripts, styles and icon
 
     @app.get("/health", response_model=Health, tags=["health"])
     async def health(request: Request, settings: Annotated[Settings, Depends(get_settings)]) -> Health:

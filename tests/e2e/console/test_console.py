@@ -4,6 +4,7 @@ proxy, and the page itself in headless Chromium (Debian's chromium driven by Pla
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -98,8 +99,15 @@ def test_console_in_headless_chromium(console: str, settings: Settings, tmp_path
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page()
+            errors: list[str] = []  # any console error or failed request (the favicon once answered 404) fails
+            page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.on("response", lambda response: errors.append(f"HTTP {response.status} {response.url}")
+                    if response.status >= 400 else None)
             page.goto(console)
             expect(page.locator("#datasets-out table")).to_contain_text("psilocybe")
+            expect(page.locator("#datasets-out a", has_text="versions & models")).to_have_attribute(
+                "href", "#lineage/dataset/psilocybe/1")
 
             page.click("button[data-tab=blacklist]")
             expect(page.locator("#blacklist-out table")).to_contain_text("mycoportal.org")
@@ -115,19 +123,20 @@ def test_console_in_headless_chromium(console: str, settings: Settings, tmp_path
             page.click("#models-out button.promote")
             expect(page.locator("#models-out button.promote")).to_have_text("promoted")
 
-            page.click("button[data-tab=predict]")
-            for _ in range(40):  # the inference service picks up the promoted pointer within a poll or two
-                page.set_input_files("#predict-form input[type=file]", str(photo))
-                page.click("#predict-form button")
-                page.wait_for_timeout(500)
-                answered = page.locator("#predict-out .verdict")
-                if answered.count() and "m-console-1" in (answered.text_content() or ""):
+            for _ in range(120):  # the inference service picks up the promoted pointer within a poll or two
+                served = httpx.get(f"{console}/api/inference/model")
+                if served.status_code == 200 and served.json()["model_id"] == "m-console-1":
                     break
+                time.sleep(0.5)
+            page.click("button[data-tab=predict]")
+            page.set_input_files("#predict-form input[type=file]", str(photo))
+            page.click("#predict-form button")
             verdict = page.locator("#predict-out .verdict")
             expect(verdict).to_contain_text("m-console-1")
             verdicts = {"confident", "uncertain", "unknown_species", "not_a_mushroom"}
             assert verdict.locator("b").text_content() in verdicts
             expect(page.locator("#predict-out")).to_contain_text("Never eat")
             page.screenshot(path=str(tmp_path / "console.png"), full_page=True)
+            assert errors == [], errors
         finally:
             browser.close()
