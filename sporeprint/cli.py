@@ -423,12 +423,12 @@ if __name__ == "__main__":
 
 
 def _add_api_commands() -> None:
-    from sporeprint.commands.curate import curate
+    from sporeprint.commands.curate import blacklist, curate
     from sporeprint.commands.models import models
     from sporeprint.commands.predict import predict
     from sporeprint.commands.train import train
 
-    for command in (train, models, predict, curate):
+    for command in (train, models, predict, curate, blacklist):
         main.add_command(command)
 
 

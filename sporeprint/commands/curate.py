@@ -81,3 +81,41 @@ def _follow(curator: Any, curation_id: str, interval: float) -> None:
     if curation.state is not JobState.completed:
         raise click.ClickException(f"curation {curation_id} {curation.state.value}: {curation.error or ''}".strip())
     click.echo(f"curation {curation_id} completed: wrote {curation.dataset} v{curation.output_version}")
+
+
+@click.group()
+def blacklist() -> None:
+    """The domain blacklist harvests skip (through the curator API)."""
+
+
+@blacklist.command("list")
+@service_options("curator")
+def blacklist_list(url: str | None, token: str | None) -> None:
+    """Every entry with its reason and when it was added."""
+    with client_of("curator", url, token) as curator:
+        current = curator.blacklist()
+    click.echo(f"revision {current.revision}: {len(current.entries)} entries")
+    for entry in current.entries:
+        click.echo(f"  {entry.entry:<40} {entry.reason}")
+
+
+@blacklist.command("add")
+@click.argument("entry")
+@click.option("--reason", required=True, help="why (kept in the blacklist's history)")
+@service_options("curator")
+def blacklist_add(entry: str, reason: str, url: str | None, token: str | None) -> None:
+    """Add a host (or host/path prefix): harvests skip its images from now on."""
+    with client_of("curator", url, token) as curator:
+        added = curator.add_to_blacklist(entry, reason, actor="cli")
+    click.echo(f"blacklisted {added.entry}")
+
+
+@blacklist.command("remove")
+@click.argument("entry")
+@click.option("--reason", default="removed", show_default=True)
+@service_options("curator")
+def blacklist_remove(entry: str, reason: str, url: str | None, token: str | None) -> None:
+    """Remove an entry (the history keeps that it was there)."""
+    with client_of("curator", url, token) as curator:
+        left = curator.remove_from_blacklist(entry, reason, actor="cli")
+    click.echo(f"removed {entry}: {len(left.entries)} entries left")
