@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import sys
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +18,7 @@ import click
 
 from shared.clients import ServiceError
 from shared.logs import configure_logging
-from sporeprint.commands.common import client_of, service_options
+from sporeprint.commands.common import client_of, follow, service_options
 from sporeprint.stack import LocalStack
 
 if TYPE_CHECKING:
@@ -332,27 +331,17 @@ def harvest_resume(harvest_id: str, wait: bool, url: str | None, token: str | No
 
 
 def _watch(downloader: DownloaderClient, harvest_id: str, interval: float) -> None:
-    from tqdm import tqdm
+    from shared.queue import JobState
 
-    from shared.queue import TERMINAL_STATES, JobState
+    def images(view: Any) -> tuple[int, int, dict[str, Any]]:
+        progress = view.progress
+        return progress.done, progress.total, {
+            "state": view.state.value, "ok": progress.ok, "failed": progress.failed, "skipped": progress.skipped,
+            "eta": progress.eta_s}
 
-    view = downloader.harvest_status(harvest_id)  # before the bar: an unknown id or a down service is one line
-    bar = tqdm(total=0, unit="img", desc=harvest_id, dynamic_ncols=True, file=sys.stderr)
-    try:
-        while True:
-            progress = view.progress
-            if progress.total and bar.total != progress.total:
-                bar.total = progress.total
-            bar.update(max(0, progress.done - bar.n))
-            bar.set_postfix(state=view.state.value, ok=progress.ok, failed=progress.failed, skipped=progress.skipped,
-                            eta=progress.eta_s, refresh=False)
-            bar.refresh()
-            if view.state in TERMINAL_STATES:
-                break
-            time.sleep(interval)
-            view = downloader.harvest_status(harvest_id)
-    finally:
-        bar.close()
+    view = follow(lambda: downloader.harvest_status(harvest_id), desc=harvest_id, unit="img", interval=interval,
+                  progress=images)
+    progress = view.progress
     click.echo(f"harvest {harvest_id} {view.state}: ok {progress.ok}, failed {progress.failed} "
                f"{progress.failed_by_reason}, skipped {progress.skipped} {progress.skipped_by_reason}")
     if view.manifest_version:

@@ -222,3 +222,16 @@ def save_sweep(connection: Redis, sweep_id: str, record: dict[str, Any]) -> None
 def load_sweep(connection: Redis, sweep_id: str) -> dict[str, Any] | None:
     raw = connection.get(sweep_key(sweep_id))
     return json.loads(raw) if raw else None
+
+
+def recent_sweeps(connection: Redis, limit: int) -> list[dict[str, Any]]:
+    """The newest ``limit`` sweep records; ids whose record has expired leave the index as they are met."""
+    found: list[dict[str, Any]] = []
+    for raw_id in connection.zrevrange(SWEEP_INDEX, 0, limit - 1):
+        sweep_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
+        record = load_sweep(connection, sweep_id)
+        if record is None:
+            connection.zrem(SWEEP_INDEX, sweep_id)
+        else:
+            found.append(record)
+    return found

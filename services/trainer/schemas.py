@@ -113,6 +113,17 @@ class SweepOut(BaseModel):
     plot_url: str
 
 
+class SweepSummary(BaseModel):
+    sweep_id: str
+    name: str | None = None
+    created_at: datetime
+    grid: dict[str, list[Any]]
+    jobs: int
+    states: dict[str, int] = Field(description="how many of its jobs are in each state")
+    best_job_id: str | None = None
+    best_val_accuracy: float | None = None
+
+
 class PresetOut(BaseModel):
     name: str
     description: str

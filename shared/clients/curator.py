@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, TypeAdapter
 
@@ -45,10 +46,77 @@ class Curation(BaseModel):
     error: str | None = None
 
 
+class BlacklistChange(BaseModel):
+    revision: int
+    action: str
+    entry: str
+    reason: str
+    actor: str
+    at: datetime
+
+
+class SampleImage(BaseModel):
+    image_id: str
+    url: str
+    image_url: str
+    irrelevant_score: float | None = None
+    label: str | None = None
+
+
+class DomainSample(BaseModel):
+    dataset: str
+    version: int
+    domain: str
+    seed: int
+    available: int
+    images: list[SampleImage]
+
+
+class StoredLabel(BaseModel):
+    image_id: str
+    label: str
+    dataset: str
+    domain: str
+    actor: str
+    at: datetime
+
+
+class LabelResult(BaseModel):
+    stored: int
+    total_labelled: int
+
+
+class Probe(BaseModel):
+    trained_at: datetime
+    pretrained: str
+    human_labels: int
+    irrelevant_labels: int
+    held_out: int
+    held_out_precision: float | None = None
+    held_out_recall: float | None = None
+    held_out_zero_shot_precision: float | None = None
+    held_out_zero_shot_recall: float | None = None
+
+
+class FilterStatus(BaseModel):
+    gate: str
+    mode: str
+    prior_log_odds: float
+    probe: Probe | None = None
+
+
+Label = Literal["relevant", "irrelevant"]
+
 _BLACKLIST = TypeAdapter(Blacklist)
 _ENTRY = TypeAdapter(BlacklistEntry)
 _DOMAINS = TypeAdapter(DomainReport)
 _CURATION = TypeAdapter(Curation)
+_HISTORY = TypeAdapter(list[BlacklistChange])
+_SAMPLE = TypeAdapter(DomainSample)
+_LABELS = TypeAdapter(list[StoredLabel])
+_LABEL_RESULT = TypeAdapter(LabelResult)
+_FILTER = TypeAdapter(FilterStatus)
+_PROBE = TypeAdapter(Probe)
 
 
 class CuratorClient(ServiceClient):
@@ -82,3 +150,38 @@ class CuratorClient(ServiceClient):
 
     def curation(self, curation_id: str) -> Curation:
         return self._call("GET", f"/curations/{segment(curation_id)}", _CURATION)
+
+    def blacklist_history(self) -> list[BlacklistChange]:
+        """Every change to the blacklist, oldest first: who, when, why."""
+        return self._call("GET", "/blacklist/history", _HISTORY)
+
+    def domain_sample(self, dataset: str, domain: str, version: int | None = None, n: int = 24,
+                      seed: int | None = None) -> DomainSample:
+        """A seeded random sample of one domain's images with their filter scores (what to look at)."""
+        params: dict[str, Any] = {"dataset": dataset, "n": n}
+        if version is not None:
+            params["version"] = version
+        if seed is not None:
+            params["seed"] = seed
+        return self._call("GET", f"/domains/{segment(domain)}/sample", _SAMPLE, params=params)
+
+    def labels(self, dataset: str | None = None, domain: str | None = None) -> list[StoredLabel]:
+        params = {name: value for name, value in (("dataset", dataset), ("domain", domain)) if value is not None}
+        return self._call("GET", "/labels", _LABELS, params=params)
+
+    def add_labels(self, dataset: str, labels: dict[str, Label], version: int | None = None,
+                   actor: str = "api") -> LabelResult:
+        """Label images (image id -> relevant | irrelevant); labels override the filter and train its probe."""
+        body = {"dataset": dataset, "version": version, "actor": actor,
+                "labels": [{"image_id": image_id, "label": label} for image_id, label in labels.items()]}
+        return self._call("POST", "/labels", _LABEL_RESULT, json=body)
+
+    def filter_status(self) -> FilterStatus:
+        return self._call("GET", "/filter", _FILTER)
+
+    def train_filter(self, dataset: str, threshold: float | None = None) -> Probe:
+        """Refit the relevance gate's probe from the human labels; answers its held-out figures."""
+        body: dict[str, Any] = {"dataset": dataset}
+        if threshold is not None:
+            body["threshold"] = threshold
+        return self._call("POST", "/filter/train", _PROBE, json=body)

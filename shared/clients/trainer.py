@@ -94,6 +94,21 @@ class Sweep(BaseModel):
     best_job_id: str | None = None
 
 
+class SweepSummary(BaseModel):
+    sweep_id: str
+    name: str | None = None
+    created_at: datetime
+    jobs: int
+    states: dict[str, int] = Field(default_factory=dict)
+    best_job_id: str | None = None
+    best_val_accuracy: float | None = None
+
+
+class Preset(BaseModel):
+    name: str
+    description: str
+
+
 _ACCEPTED = TypeAdapter(JobAccepted)
 _JOB = TypeAdapter(TrainingJob)
 _JOBS = TypeAdapter(list[JobSummary])
@@ -102,6 +117,9 @@ _MODEL = TypeAdapter(ModelDetail)
 _POINTER = TypeAdapter(PromotedPointer)
 _SWEEP_ACCEPTED = TypeAdapter(SweepAccepted)
 _SWEEP = TypeAdapter(Sweep)
+_SWEEPS = TypeAdapter(list[SweepSummary])
+_PRESETS = TypeAdapter(list[Preset])
+_SPEC = TypeAdapter(dict[str, Any])
 
 
 class TrainerClient(ServiceClient):
@@ -121,6 +139,32 @@ class TrainerClient(ServiceClient):
 
     def sweep(self, sweep_id: str) -> Sweep:
         return self._call("GET", f"/sweeps/{segment(sweep_id)}", _SWEEP)
+
+    def sweeps(self, limit: int = 50) -> list[SweepSummary]:
+        """The newest sweeps first, with their jobs' states and best run."""
+        return self._call("GET", "/sweeps", _SWEEPS, params={"limit": limit})
+
+    def presets(self) -> list[Preset]:
+        return self._call("GET", "/presets", _PRESETS)
+
+    def preset(self, name: str, dataset: str, manifest_version: int | None = None) -> dict[str, Any]:
+        """A preset as a full job spec for ``dataset``, to edit and submit."""
+        params: dict[str, Any] = {"dataset": dataset}
+        if manifest_version is not None:
+            params["manifest_version"] = manifest_version
+        return self._call("GET", f"/presets/{segment(name)}", _SPEC, params=params)
+
+    def requeue(self, job_id: str, force: bool = False) -> TrainingJob:
+        """Run a failed or cancelled job again from its last checkpoint."""
+        return self._call("POST", f"/jobs/{segment(job_id)}/requeue", _JOB, params={"force": force})
+
+    def artifact(self, model_id: str, name: str) -> bytes:
+        """One file of a model (``model.keras``, ``labels.json``, ``curves.png``, ...) as bytes."""
+        path = f"/models/{segment(model_id)}/artifacts/{segment(name, safe='/')}"
+        response = self._send("GET", path)
+        if response.status_code >= 400:
+            raise self._failure("GET", path, response)
+        return response.content
 
     def model(self, model_id: str) -> ModelDetail:
         return self._call("GET", f"/models/{segment(model_id)}", _MODEL)

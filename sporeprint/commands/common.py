@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -11,6 +13,7 @@ from typing import Any, TypeVar
 import click
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 SERVICES = ("downloader", "curator", "trainer", "inference")
 
@@ -77,3 +80,36 @@ def echo_json(value: Any) -> None:
 
 def percent(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def ended(answer: Any) -> bool:
+    """A harvest, curation or training job has ended (completed, failed or cancelled)."""
+    from shared.queue import TERMINAL_STATES
+
+    return answer.state in TERMINAL_STATES
+
+
+def follow(poll: Callable[[], T], *, desc: str, unit: str, interval: float,
+           progress: Callable[[T], tuple[int, int, dict[str, Any]]],
+           finished: Callable[[T], bool] = ended) -> T:
+    """Poll ``poll`` every ``interval`` s under a progress bar on stderr until ``finished`` says so; ``progress``
+    gives (done, total, figures beside the bar). The first poll runs before the bar appears, so an unknown id or
+    a service that is down is one line. Returns the last answer."""
+    from tqdm import tqdm
+
+    current = poll()
+    bar = tqdm(total=0, unit=unit, desc=desc, dynamic_ncols=True, file=sys.stderr)
+    try:
+        while True:
+            done, total, figures = progress(current)
+            if total and bar.total != total:
+                bar.total = total
+            bar.update(max(0, done - bar.n))
+            bar.set_postfix(figures, refresh=False)
+            bar.refresh()
+            if finished(current):
+                return current
+            time.sleep(interval)
+            current = poll()
+    finally:
+        bar.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from sporeprint.commands.common import client_of, echo_json, percent, service_options
@@ -48,3 +50,29 @@ def promote(model_id: str, url: str | None, token: str | None) -> None:
     with client_of("trainer", url, token) as trainer:
         pointer = trainer.promote(model_id)
     click.echo(f"promoted {pointer.model_id}")
+
+
+@models.command("download")
+@click.argument("model_id")
+@click.argument("names", nargs=-1)
+@click.option("--to", "target", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="directory to write into (default: ./MODEL_ID)")
+@service_options("trainer")
+def download(model_id: str, names: tuple[str, ...], target: Path | None, url: str | None,
+             token: str | None) -> None:
+    """Download a model's artifacts (all, or the NAMES given: model.keras, labels.json, curves.png, ...)."""
+    target = target or Path(model_id)
+    with client_of("trainer", url, token) as trainer:
+        available = sorted(trainer.model(model_id).artifact_urls)
+        unknown = [name for name in names if name not in available]
+        if unknown:
+            raise click.ClickException(f"model {model_id} has no artifact {', '.join(unknown)} "
+                                       f"(it has: {', '.join(available)})")
+        for name in names or available:
+            path = (target / name).resolve()
+            if not path.is_relative_to(target.resolve()):  # a name is a key, never a way out of the target
+                raise click.ClickException(f"artifact name {name!r} points outside {target}")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            data = trainer.artifact(model_id, name)
+            path.write_bytes(data)
+            click.echo(f"{path} ({len(data):,} bytes)")

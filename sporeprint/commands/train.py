@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import click
 
-from sporeprint.commands.common import client_of, echo_json, percent, read_document, service_options
+from sporeprint.commands.common import (
+    client_of,
+    echo_json,
+    ended,
+    follow,
+    percent,
+    read_document,
+    service_options,
+)
 
 
 @click.group()
@@ -89,46 +95,113 @@ def sweep(sweep_file: Path, follow: bool, interval: float, url: str | None, toke
         if not follow:
             click.echo(accepted.sweep_id)
             return
-        from shared.queue import TERMINAL_STATES
+        _follow_sweep(trainer, accepted.sweep_id, interval)
 
-        while True:
-            result = trainer.sweep(accepted.sweep_id)
-            if all(row.state in TERMINAL_STATES for row in result.rows):
-                break
-            time.sleep(interval)
-        for row in result.rows:
-            mark = "*" if row.job_id == result.best_job_id else " "
-            click.echo(f"{mark} {row.job_id}  {row.state.value:<10} val acc {percent(row.best_val_accuracy):>6}  "
-                       f"test top-1 {percent(row.test_top1):>6}  {row.label}")
-        if result.best_job_id:
-            click.echo(f"best: {result.best_job_id} (promote: sporeprint models promote {result.best_job_id})")
+
+@train.command("sweeps")
+@service_options("trainer")
+def sweeps(url: str | None, token: str | None) -> None:
+    """The sweeps, newest first: their jobs' states and best run so far."""
+    with client_of("trainer", url, token) as trainer:
+        found = trainer.sweeps()
+    if not found:
+        click.echo("no sweeps yet (sporeprint train sweep SWEEP_FILE)")
+    for summary in found:
+        states = ", ".join(f"{count} {state}" for state, count in sorted(summary.states.items()))
+        best = f"best {summary.best_job_id} (val acc {percent(summary.best_val_accuracy)})" \
+            if summary.best_job_id else "no complete run yet"
+        click.echo(f"{summary.sweep_id}  {summary.created_at:%Y-%m-%d %H:%M}  {summary.jobs} jobs: {states}; "
+                   f"{best}  {summary.name or ''}".rstrip())
+
+
+@train.command("sweep-status")
+@click.argument("sweep_id")
+@click.option("--follow/--no-follow", default=False, help="wait until every run ends")
+@click.option("--interval", type=float, default=5.0, show_default=True, help="seconds between polls")
+@service_options("trainer")
+def sweep_status(sweep_id: str, follow: bool, interval: float, url: str | None, token: str | None) -> None:
+    """A sweep's runs: state, validation accuracy, test top-1, the best marked."""
+    with client_of("trainer", url, token) as trainer:
+        if follow:
+            _follow_sweep(trainer, sweep_id, interval)
+        else:
+            _sweep_table(trainer.sweep(sweep_id))
+
+
+@train.command("resume")
+@click.argument("job_id")
+@click.option("--force", is_flag=True, help="also a job still marked running whose worker died")
+@click.option("--follow/--no-follow", default=False, help="show the epochs until the job ends")
+@click.option("--interval", type=float, default=2.0, show_default=True, help="seconds between polls")
+@service_options("trainer")
+def resume(job_id: str, force: bool, follow: bool, interval: float, url: str | None, token: str | None) -> None:
+    """Run a failed or cancelled job again; it resumes after its last checkpointed epoch."""
+    with client_of("trainer", url, token) as trainer:
+        job = trainer.requeue(job_id, force=force)
+        click.echo(f"job {job_id}: {job.state.value}, from epoch {job.epoch}", err=True)
+        if follow:
+            follow_job(trainer, job_id, interval)
+
+
+@train.command("presets")
+@click.argument("name", required=False)
+@click.option("--dataset", help="the dataset the spec trains on (needed with NAME)")
+@click.option("--version", "version", type=int, default=None, help="manifest version (default: latest)")
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="write the spec to this YAML file (default: stdout)")
+@service_options("trainer")
+def presets(name: str | None, dataset: str | None, version: int | None, output: Path | None, url: str | None,
+            token: str | None) -> None:
+    """List the presets, or print preset NAME as a full job spec to edit and submit."""
+    import yaml
+
+    with client_of("trainer", url, token) as trainer:
+        if name is None:
+            for preset in trainer.presets():
+                click.echo(f"{preset.name:<16} {preset.description}")
+            return
+        if not dataset:
+            raise click.UsageError("a preset becomes a spec for one dataset: pass --dataset")
+        spec = trainer.preset(name, dataset, version)
+    text = yaml.safe_dump(spec, sort_keys=False)
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+        click.echo(f"wrote {output} (edit it, then: sporeprint train submit {output} --follow)", err=True)
+
+
+def _follow_sweep(trainer: Any, sweep_id: str, interval: float) -> None:
+    def runs(sweep: Any) -> tuple[int, int, dict[str, Any]]:
+        return sum(ended(row) for row in sweep.rows), len(sweep.rows), {"best": sweep.best_job_id or "-"}
+
+    last = follow(lambda: trainer.sweep(sweep_id), desc=sweep_id, unit="run", interval=interval, progress=runs,
+                  finished=lambda sweep: all(ended(row) for row in sweep.rows))
+    _sweep_table(last)
+
+
+def _sweep_table(result: Any) -> None:
+    for row in result.rows:
+        mark = "*" if row.job_id == result.best_job_id else " "
+        click.echo(f"{mark} {row.job_id}  {row.state.value:<10} val acc {percent(row.best_val_accuracy):>6}  "
+                   f"test top-1 {percent(row.test_top1):>6}  {row.label}")
+    if result.best_job_id:
+        click.echo(f"best: {result.best_job_id} (promote: sporeprint models promote {result.best_job_id})")
 
 
 def follow_job(trainer: Any, job_id: str, interval: float) -> None:
     """A progress bar over epochs (loss, accuracy, validation accuracy, ETA) until the job ends; a failed or
     cancelled job ends the command with its error (exit code 1)."""
-    from tqdm import tqdm
+    from shared.queue import JobState
 
-    from shared.queue import TERMINAL_STATES, JobState
+    def epochs(job: Any) -> tuple[int, int, dict[str, Any]]:
+        last = job.history[-1] if job.history else {}
+        return job.epoch, job.epochs or 0, {
+            "stage": job.stage or job.state.value, "loss": _figure(last.get("loss")),
+            "acc": _figure(last.get("accuracy")), "val_acc": _figure(last.get("val_accuracy")),
+            "eta": f"{job.eta_seconds:.0f}s" if job.eta_seconds is not None else "-"}
 
-    job = trainer.job(job_id)  # before the bar: an unknown id or a down service is one line
-    bar = tqdm(total=job.epochs or 0, unit="epoch", desc=job_id, dynamic_ncols=True, file=sys.stderr)
-    try:
-        while True:
-            if job.epochs and bar.total != job.epochs:
-                bar.total = job.epochs
-            bar.update(max(0, job.epoch - bar.n))
-            last = job.history[-1] if job.history else {}
-            bar.set_postfix(stage=job.stage or job.state.value, loss=_figure(last.get("loss")),
-                            acc=_figure(last.get("accuracy")), val_acc=_figure(last.get("val_accuracy")),
-                            eta=f"{job.eta_seconds:.0f}s" if job.eta_seconds is not None else "-", refresh=False)
-            bar.refresh()
-            if job.state in TERMINAL_STATES:
-                break
-            time.sleep(interval)
-            job = trainer.job(job_id)
-    finally:
-        bar.close()
+    job = follow(lambda: trainer.job(job_id), desc=job_id, unit="epoch", interval=interval, progress=epochs)
     if job.state is not JobState.completed:
         raise click.ClickException(f"job {job_id} {job.state.value}: {job.error or 'no reason given'}")
     figures = ", ".join(f"{name} {value:.3f}" for name, value in sorted(job.metrics.items()))

@@ -44,6 +44,33 @@ def test_curate_follow_domains_and_blacklist(curator: httpx.Client, harvest_buil
     assert code == 0 and any(line.split()[0] == "herbarium.example.org/sheets" for line in output.splitlines()[1:])
     code, output = cli(curator, tmp_path, "blacklist", "remove", "herbarium.example.org/sheets")
     assert code == 0 and output.startswith("removed herbarium.example.org/sheets")
+    code, output = cli(curator, tmp_path, "blacklist", "history")
+    changes = [line.split() for line in output.splitlines() if "herbarium.example.org/sheets" in line]
+    assert code == 0 and [change[3] for change in changes][-2:] == ["add", "remove"], output
+
+    domain = report["domains"][0]["domain"]
+    code, output = cli(curator, tmp_path, "curate", "sample", "fungi", domain, "--version", str(harvest.version),
+                       "-n", "3", "--seed", "7", "--json")
+    sample = json.loads(output)
+    assert code == 0 and sample["domain"] == domain and len(sample["images"]) == 3, output
+    code, again = cli(curator, tmp_path, "curate", "sample", "fungi", domain, "--version", str(harvest.version),
+                      "-n", "3", "--seed", "7", "--json")
+    assert json.loads(again)["images"] == sample["images"]  # the same seed shows the same images
+
+    picked = [image["image_id"] for image in sample["images"][:2]]
+    code, output = cli(curator, tmp_path, "curate", "label", "fungi", *picked, "--irrelevant",
+                       "--version", str(harvest.version))
+    assert code == 0 and output.startswith("labelled 2 images irrelevant"), output
+    code, output = cli(curator, tmp_path, "curate", "labels", "--dataset", "fungi", "--domain", domain)
+    labelled = {line.split()[0]: line.split()[1] for line in output.splitlines()[1:]}
+    assert code == 0 and all(labelled.get(image_id) == "irrelevant" for image_id in picked), output
+    code, output = cli(curator, tmp_path, "curate", "label", "fungi", "no-such-image", "--relevant")
+    assert code == 1 and "unknown image_id" in output and len(output.strip().splitlines()) == 1, output
+    code, output = cli(curator, tmp_path, "curate", "label", "fungi", picked[0])
+    assert code == 2 and "--relevant or --irrelevant" in output
+
+    code, output = cli(curator, tmp_path, "curate", "filter", "status")
+    assert code == 0 and output.startswith("gate ") and ("zero-shot" in output or "probe" in output), output
 
 
 def test_bad_input_is_one_line(curator: httpx.Client, tmp_path: Path) -> None:

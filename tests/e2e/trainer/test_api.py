@@ -145,6 +145,9 @@ def test_a_sweep_queues_one_job_per_grid_point(api: TestClient, version: int) ->
     sweep = api.get(f"/sweeps/{response.json()['sweep_id']}").json()
     assert len(sweep["rows"]) == 4 and {row["state"] for row in sweep["rows"]} == {"queued"}
     assert sweep["best_job_id"] is None
+    listed = {row["sweep_id"]: row for row in api.get("/sweeps").json()}
+    assert listed[sweep["sweep_id"]]["jobs"] == 4 and listed[sweep["sweep_id"]]["states"] == {"queued": 4}
+    assert api.get("/sweeps", params={"limit": 0}).status_code == 422
 
 
 def test_unknown_ids_answer_404(api: TestClient) -> None:

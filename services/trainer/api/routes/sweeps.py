@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Response, status
+from fastapi import APIRouter, HTTPException, Query, Response, status
 
 from services.trainer import evaluation, jobs
 from services.trainer.api.deps import ManifestsDep, RedisDep, RegistryDep, TrainerSettingsDep
 from services.trainer.api.routes.jobs import job_view
-from services.trainer.schemas import IdPath, SweepAccepted, SweepJob, SweepOut, SweepRow
+from services.trainer.schemas import IdPath, SweepAccepted, SweepJob, SweepOut, SweepRow, SweepSummary
 from services.trainer.submission import pin_and_plan
 from shared.auth import TokenDep
 from shared.queue import JobState
@@ -47,10 +47,33 @@ def submit_sweep(sweep: SweepSpec, _: TokenDep, manifests: ManifestsDep, connect
     return SweepAccepted(sweep_id=sweep_id, manifest_version=version, jobs=accepted)
 
 
+@router.get("", response_model=list[SweepSummary])
+def list_sweeps(connection: RedisDep, registry: RegistryDep,
+                limit: Annotated[int, Query(ge=1, le=200)] = 50) -> list[SweepSummary]:
+    """The newest sweeps first, each with its jobs' states and its best run so far."""
+    summaries = []
+    for record in jobs.recent_sweeps(connection, limit):
+        sweep = _comparison(connection, registry, record)
+        states: dict[str, int] = {}
+        for row in sweep.rows:
+            states[row.state.value] = states.get(row.state.value, 0) + 1
+        best = next((row for row in sweep.rows if row.job_id == sweep.best_job_id), None)
+        summaries.append(SweepSummary(
+            sweep_id=sweep.sweep_id, name=sweep.name, created_at=sweep.created_at, grid=sweep.grid,
+            jobs=len(sweep.rows), states=states, best_job_id=sweep.best_job_id,
+            best_val_accuracy=best.best_val_accuracy if best else None))
+    return summaries
+
+
 def _sweep(connection: Any, registry: Any, sweep_id: str) -> SweepOut:
     record = jobs.load_sweep(connection, sweep_id)
     if record is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, SWEEP_NOT_FOUND)
+    return _comparison(connection, registry, record)
+
+
+def _comparison(connection: Any, registry: Any, record: dict[str, Any]) -> SweepOut:
+    sweep_id = record["sweep_id"]
     rows = []
     for entry in record["jobs"]:
         view = job_view(connection, registry, entry["job_id"], 0)
