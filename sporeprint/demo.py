@@ -10,6 +10,7 @@ stops every process it started, by PID.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import logging
@@ -29,7 +30,6 @@ from shared.clients.downloader import DownloaderClient, Harvest
 from shared.clients.inference import InferenceClient
 from shared.clients.trainer import TrainerClient, TrainingJob
 from shared.queue import TERMINAL_STATES, JobState
-from shared.training import TrainingJobSpec
 from sporeprint.processes import ManagedProcess, start_service, start_worker
 from sporeprint.stack import LocalStack, StackError, free_port, terminate_pid, wait_for_port
 
@@ -64,9 +64,10 @@ class DemoSize:
     epochs: int = 12
     image_size: int = 64
     predictions: int = 12
+    learning_rates: tuple[float, ...] = (3e-3, 1e-3)  # the sweep the demo trains: one run per rate
 
 
-CI_SIZE = DemoSize(photos=600, classes=4, domains=6, herbarium=1, epochs=10, predictions=6)
+CI_SIZE = DemoSize(photos=600, classes=4, domains=6, herbarium=1, epochs=10, predictions=6, learning_rates=(3e-3,))
 
 
 @dataclass
@@ -160,7 +161,10 @@ class Demo:
             results["curation"] = self.curate(api, results["harvest"]["version"])
             results["training"] = self.train(api, results["curation"]["version"])
             results["predict"] = self.predict(api, results["training"]["model_id"])
-        self.say(f"[console] {self.urls['console']}  (API token for changes: {self.token})")
+        console, model = self.urls["console"], results["training"]["model_id"]
+        self.say(f"[console] {console}  (API token for changes: {self.token})")
+        self.say(f"  the sweep: {console}/#sweeps/{results['training']['sweep_id']}   the model's training: "
+                 f"{console}/#jobs/{model}   its lineage: {console}/#lineage/{model}   predict: {console}/#predict")
         self.say("[stop] make down   (stops every process the demo started, by PID)")
         return results
 
@@ -222,24 +226,36 @@ class Demo:
         return view
 
     def train(self, api: Clients, version: int) -> dict[str, Any]:
+        """A sweep over the learning rate (what people compare in the console's Sweeps view); the best run by
+        validation accuracy is the model the demo promotes."""
         from services.trainer.presets import demo_spec
 
         spec = demo_spec(DATASET, version).model_dump(mode="json")
         spec["epochs"] = self.size.epochs
         spec["data"]["image_size"] = self.size.image_size
-        accepted = api.trainer.submit_job(TrainingJobSpec.model_validate(spec))
+        spec["auto_promote"] = False  # the demo promotes the sweep's best run itself
+        accepted = api.trainer.submit_sweep({"name": "demo learning rates", "base": spec,
+                                             "grid": {"optimizer.learning_rate": list(self.size.learning_rates)}})
         started = time.perf_counter()
-        job = self._follow("train", lambda: api.trainer.job(accepted.job_id),
-                           lambda view: f"epoch {view.epoch}/{view.epochs or '?'}")
-        if job.state is not JobState.completed:
-            log = "\n".join(job.log_tail)
-            raise DemoFailed(f"training ended {job.state}: {job.error}\n{log}")
-        metrics = job.metrics
-        classes = accepted.classes
-        self.say(f"[train] {accepted.model_id}: {len(classes)} classes, {job.epoch} epochs in "
-                 f"{time.perf_counter() - started:.0f} s, test top-1 {metrics['top1']:.2f} "
+        for run in accepted.jobs:
+            job = self._follow(f"train {run.job_id}", functools.partial(api.trainer.job, run.job_id),
+                               lambda view: f"epoch {view.epoch}/{view.epochs or '?'}")
+            if job.state is not JobState.completed:
+                log = "\n".join(job.log_tail)
+                raise DemoFailed(f"training {run.job_id} ended {job.state}: {job.error}\n{log}")
+        sweep = api.trainer.sweep(accepted.sweep_id)
+        if sweep.best_job_id is None:
+            raise DemoFailed(f"sweep {accepted.sweep_id} has no complete run to promote")
+        for row in sweep.rows:
+            self.say(f"  {'*' if row.job_id == sweep.best_job_id else ' '} {row.job_id} {row.label}: validation "
+                     f"accuracy {row.best_val_accuracy or 0:.2f}, test top-1 {row.test_top1 or 0:.2f}")
+        best = api.trainer.job(sweep.best_job_id)
+        classes = api.trainer.model(sweep.best_job_id).card["classes"]
+        metrics = best.metrics
+        self.say(f"[train] sweep {accepted.sweep_id}: {len(sweep.rows)} runs in {time.perf_counter() - started:.0f} s;"
+                 f" best {best.job_id}: {len(classes)} classes, {best.epoch} epochs, test top-1 {metrics['top1']:.2f} "
                  f"(chance {1 / len(classes):.2f}), top-3 {metrics['top3']:.2f}")
-        return {"model_id": accepted.model_id, "metrics": metrics, "classes": classes}
+        return {"model_id": best.job_id, "sweep_id": accepted.sweep_id, "metrics": metrics, "classes": classes}
 
     def predict(self, api: Clients, model_id: str) -> dict[str, Any]:
         api.trainer.promote(model_id)

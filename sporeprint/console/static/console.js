@@ -4,7 +4,7 @@ import {$, api, el, fail, link, poll, rowsOf, show, stopPolling, table} from "./
 import {openJob} from "./job.js";
 import {datasetLineage, lineageIndex, modelLineage} from "./lineage.js";
 import {setUpPredict} from "./predict.js";
-import {openSweep, rememberSweep, sweepIndex, sweepOf} from "./sweeps.js";
+import {openSweep, sweepIndex, sweepOf} from "./sweeps.js";
 
 const token = $("#token");
 token.value = localStorage.getItem("sporeprint-token") || "";
@@ -77,7 +77,6 @@ $("#blacklist-form").addEventListener("submit", async (event) => {
 async function loadJobs() {
   try {
     const jobs = rowsOf(await api("trainer", "jobs"));
-    for (const job of jobs) if (sweepOf(job.job_id)) rememberSweep(sweepOf(job.job_id));
     show("#jobs-out", table(jobs, {columns: [
       {key: "job_id", label: "job", render: (r) => link(`#jobs/${r.job_id}`, r.job_id, {class: "job-link"})},
       "name", "state", "stage",

@@ -1,18 +1,7 @@
-// Sweeps: open one by id (the trainer has no list of sweeps; recent ids stay in localStorage), compare its runs.
+// Sweeps: the trainer's list of sweeps (newest first), and one sweep's comparison of its runs.
 "use strict";
 import {TERMINAL, api, el, fail, link, num, pct, poll, show, stopPolling, table, when} from "./core.js";
 import {legend, lineChart} from "./charts.js";
-
-const RECENT = "sporeprint-recent-sweeps";
-
-export function recentSweeps() {
-  try { return JSON.parse(localStorage.getItem(RECENT) || "[]"); } catch { return []; }
-}
-
-export function rememberSweep(id) {
-  const ids = [id, ...recentSweeps().filter((other) => other !== id)].slice(0, 12);
-  localStorage.setItem(RECENT, JSON.stringify(ids));
-}
 
 /** A sweep job's id is "<sweep id>-NN". */
 export function sweepOf(jobId) {
@@ -20,7 +9,7 @@ export function sweepOf(jobId) {
   return match ? match[1] : null;
 }
 
-export function sweepIndex(box) {
+export async function sweepIndex(box) {
   const form = el("form", {id: "sweep-open"},
     el("label", {for: "sweep-id", text: "sweep id"}),
     el("input", {id: "sweep-id", name: "sweep", required: true, placeholder: "s-20260101-120000-abc123", size: 30}),
@@ -29,10 +18,22 @@ export function sweepIndex(box) {
     event.preventDefault();
     location.hash = "#sweeps/" + encodeURIComponent(form.sweep.value.trim());
   });
-  const ids = recentSweeps();
-  box.replaceChildren(form, el("h3", {text: "Recently seen"}),
-    ids.length ? el("ul", {id: "recent-sweeps"}, ids.map((id) => el("li", {}, link(`#sweeps/${id}`, id))))
-      : el("p", {class: "muted", text: "none yet: sweeps you open (or whose jobs appear under Jobs) are remembered here"}));
+  const list = el("div", {class: "card", id: "sweep-list"}, el("p", {class: "muted", text: "loading…"}));
+  box.replaceChildren(list, form);
+  try {
+    const sweeps = await api("trainer", "sweeps");
+    show(list, sweeps.length ? table(sweeps, {sortable: true, caption: "Sweeps, newest first", columns: [
+      {key: "sweep_id", label: "sweep", render: (r) => link(`#sweeps/${r.sweep_id}`, r.sweep_id, {class: "sweep-link"})},
+      {key: "name", label: "name", render: (r) => r.name || ""},
+      {key: "created_at", label: "created", render: (r) => when(r.created_at)},
+      {key: "jobs", label: "runs", numeric: true},
+      {key: "states", label: "states", render: (r) => Object.entries(r.states).map(([s, n]) => `${n} ${s}`).join(", "),
+        sort: (r) => r.states.completed || 0},
+      {key: "best_job_id", label: "best run", render: (r) => (r.best_job_id ? link(`#jobs/${r.best_job_id}`, r.best_job_id) : "–")},
+      {key: "best_val_accuracy", label: "best val acc", numeric: true, render: (r) => pct(r.best_val_accuracy),
+        sort: (r) => r.best_val_accuracy ?? -1},
+    ]}) : el("p", {class: "muted", text: "no sweeps yet: POST /sweeps or `sporeprint train sweep SWEEP_FILE`"}));
+  } catch (error) { fail(list, error); }
 }
 
 function short(path) { return path.split(".").pop().replaceAll("_", " "); }

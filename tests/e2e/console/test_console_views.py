@@ -138,11 +138,15 @@ def test_a_sweep_compares_its_runs_and_promotes_the_best(
 
     jobs = console_stack.wait_jobs()
     page = browser_page.page
-    # the Jobs tab links each sweep job to its sweep, and the sweep is remembered
+    # the Jobs tab links each sweep job to its sweep; the Sweeps tab lists the trainer's sweeps with their best run
     page.goto(f"{console_stack.url}/#jobs")
     expect(page.locator("#jobs-out")).to_contain_text(console_stack.sweep_id)
     page.click("button[data-tab=sweeps]")
-    page.click(f"#recent-sweeps a:has-text('{console_stack.sweep_id}')")
+    listed = page.locator(f"#sweep-list tr:has(a.sweep-link:text-is('{console_stack.sweep_id}'))")
+    expect(listed).to_contain_text("2 completed")
+    expect(listed).to_contain_text("console sweep")
+    screenshot(page, "sweeps-list")
+    listed.locator("a.sweep-link").click()
     expect(page.locator("#sweeps-out")).to_have_attribute("data-state", "done")
 
     with console_stack.http() as http:

@@ -26,6 +26,8 @@ def test_reduced_demo_runs_start_to_finish(tmp_path: Path, gbif_sample: Path) ->
     assert results["curation"]["report"]["excluded"]["blacklisted"] > 0, transcript
     chance = 1 / CI_SIZE.classes
     assert results["training"]["metrics"]["top1"] > chance, transcript
+    sweep_id = results["training"]["sweep_id"]  # trained as a sweep; the best run is the model served
+    assert results["training"]["model_id"].startswith(sweep_id) and f"#sweeps/{sweep_id}" in transcript
     assert results["predict"]["total"] == CI_SIZE.predictions, transcript
     assert results["predict"]["correct"] >= CI_SIZE.predictions // 2, transcript  # never-seen drawn species
     assert results["predict"]["refused"] == results["predict"]["not_species"] == 3, transcript
