@@ -21,6 +21,7 @@ import logging
 import math
 import random
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -136,6 +137,23 @@ def read_index(store: ObjectStore, prefix: str) -> ShardIndex | None:
     return ShardIndex.from_json(prefix, raw)
 
 
+class PackNotReady(TimeoutError):
+    """The chief did not finish packing within the wait."""
+
+
+def wait_for_index(store: ObjectStore, prefix: str, wait_s: float, poll_s: float = 2.0) -> ShardIndex:
+    """The index at ``prefix`` once it exists (it is written last, so the shards are complete by then)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        found = read_index(store, prefix)
+        if found is not None:
+            return found
+        if time.monotonic() >= deadline:
+            raise PackNotReady(f"shards {prefix}: no index after {wait_s:.0f} s; the chief packs them, is it running?"
+                               " (SPOREPRINT_TRAINER_SHARD_WAIT_S)")
+        time.sleep(min(poll_s, max(0.0, deadline - time.monotonic())))
+
+
 def pack(
     plan: DatasetPlan,
     store: ObjectStore,
@@ -146,10 +164,14 @@ def pack(
     work_dir: Path,
     threads: int = 8,
     progress: Callable[[int, int], None] | None = None,
+    wait_s: float | None = None,
 ) -> ShardIndex:
-    """The plan's shards on S3: reused when this exact packing exists, else written (image bytes read once)."""
+    """The plan's shards on S3: reused when this exact packing exists, else written (image bytes read once).
+
+    With ``wait_s`` this process does not pack: it waits up to ``wait_s`` seconds for another one (a multi-worker
+    job's chief) to write the index, so that N workers do not pack the same shards N times."""
     prefix = shard_prefix(dataset, version, plan_fingerprint(plan, seed, shard_bytes))
-    existing = read_index(store, prefix)
+    existing = read_index(store, prefix) if wait_s is None else wait_for_index(store, prefix, wait_s)
     if existing is not None:
         logger.info("shards %s: reusing %s", prefix, {split: existing.count(split) for split in existing.splits})
         return existing

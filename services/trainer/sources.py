@@ -26,6 +26,7 @@ from services.trainer.cache import ImageCache
 from services.trainer.core.config import TrainerSettings
 from services.trainer.dataset import DatasetPlan
 from services.trainer.input import build_dataset, build_shard_dataset
+from services.trainer.multiworker import cluster_role
 from services.trainer.shards import ShardIndex, pack, shard_order
 from shared.storage import ObjectStore
 from shared.training import TrainingJobSpec
@@ -63,9 +64,11 @@ class ShardInput:
         data = spec.data
         assert data.manifest_version is not None
         progress(stage="packing", packed=0, to_pack=sum(len(e) for e in plan.splits.values()))
+        role = cluster_role()  # in a multi-worker job only the chief packs; the others wait for its index
         self.index: ShardIndex = pack(plan, store, data.dataset, data.manifest_version, spec.seed,
                                       settings.shard_bytes, work_dir, threads=2 * settings.shard_fetch_threads,
-                                      progress=lambda done, total: progress(packed=done))
+                                      progress=lambda done, total: progress(packed=done),
+                                      wait_s=None if role is None or role.is_chief else settings.shard_wait_s)
         self.shards = {split: {s.key: s for s in shards} for split, shards in self.index.splits.items()}
         for split in plan.splits:  # the order the shards hold, so labels line up with unshuffled reads
             plan.splits[split] = shard_order(plan, split, spec.seed)

@@ -22,6 +22,9 @@ class TrainerSettings(SporeprintSettings):
     )
     shard_bytes: int = Field(default=150 * 2**20, ge=2**10, le=2**32,
                              description="target size of one TFRecord shard written for input 'shards'")
+    shard_wait_s: float = Field(default=3600, gt=0, le=86_400,
+                                description="how long a multi-worker job's other workers wait for the chief to "
+                                            "finish packing the shards (only the chief packs)")
     shard_fetch_threads: int = Field(default=4, ge=1, le=32,
                                      description="shards downloaded at once while streaming (and images while packing"
                                                  ", x2)")

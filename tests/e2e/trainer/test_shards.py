@@ -57,3 +57,30 @@ def test_shards_yield_the_same_images_and_labels_as_objects(
     assert isinstance(again.input, ShardInput) and again.input.index.raw == by_shards.input.index.raw
     cache = ImageCache(trainer_store, tmp_path / "shards")
     assert set(cache.entries()) == {s.key for shards in again.input.index.splits.values() for s in shards}
+
+
+def test_only_the_chief_packs_the_other_workers_wait_for_its_index(
+        trainer_store: ObjectStore, dataset_version: int, tmp_path: Path) -> None:
+    import threading
+
+    from services.trainer.dataset import load_plan
+    from services.trainer.shards import PackNotReady, ShardIndex, pack
+    from shared.manifests import ManifestStore
+
+    spec = TrainingJobSpec.model_validate(small_spec(dataset_version, seed=4242))  # a packing no other test made
+    plan = load_plan(ManifestStore(trainer_store), spec.data)
+    args = (plan, trainer_store, spec.data.dataset, dataset_version, spec.seed, 2**20)
+
+    with pytest.raises(PackNotReady, match="the chief packs them"):  # no chief: a clear error, not a hang
+        pack(*args, tmp_path / "alone", wait_s=0.5)
+
+    waited: dict[str, object] = {}
+    worker = threading.Thread(target=lambda: waited.setdefault("index", pack(*args, tmp_path / "w1", wait_s=120)))
+    worker.start()  # a non-chief worker starts first and waits
+    chief = pack(*args, tmp_path / "chief")
+    worker.join(timeout=120)
+    index = waited["index"]
+    assert not worker.is_alive() and isinstance(index, ShardIndex) and index.raw == chief.raw
+    written = [key for key in trainer_store.list(chief.prefix) if key.endswith(".tfrecord")]
+    assert sorted(written) == sorted(s.key for shards in chief.splits.values() for s in shards)
+    assert not (tmp_path / "w1").exists()  # the waiting worker wrote nothing, not even scratch files
