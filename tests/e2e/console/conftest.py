@@ -238,19 +238,25 @@ def chromium() -> Iterator[Any]:
             browser.close()
 
 
-@pytest.fixture
-def browser_page(chromium: Any, console_stack: ConsoleStack) -> Iterator[Browser]:
-    """A fresh page (with the API token stored) that records every console error, page error and failed request;
-    the test fails if there was any."""
-    context = chromium.new_context(viewport={"width": 1280, "height": 900})
-    context.add_init_script(f"localStorage.setItem('sporeprint-token', {TOKEN!r})")
-    page = context.new_page()
+def record_failures(page: Any) -> list[str]:
+    """Every console error, page error and failed request of ``page`` from now on (the favicon once answered
+    404 on every load): a browser test asserts the list stays empty."""
     errors: list[str] = []
     page.on("console", lambda message: errors.append(f"console {message.type}: {message.text}")
             if message.type == "error" else None)
     page.on("pageerror", lambda error: errors.append(f"page error: {error}"))
     page.on("response", lambda response: errors.append(f"HTTP {response.status} {response.url}")
             if response.status >= 400 else None)
+    return errors
+
+
+@pytest.fixture
+def browser_page(chromium: Any, console_stack: ConsoleStack) -> Iterator[Browser]:
+    """A fresh page (with the API token stored); the test fails on any console error or failed request."""
+    context = chromium.new_context(viewport={"width": 1280, "height": 900})
+    context.add_init_script(f"localStorage.setItem('sporeprint-token', {TOKEN!r})")
+    page = context.new_page()
+    errors = record_failures(page)
     try:
         yield Browser(page, errors)
         assert errors == [], errors

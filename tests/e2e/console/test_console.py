@@ -3,11 +3,11 @@ proxy, and the page itself in headless Chromium (Debian's chromium driven by Pla
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -19,15 +19,7 @@ from shared.settings import Settings
 from shared.storage import ObjectStore
 from sporeprint.processes import ManagedProcess
 
-SERVICES = {
-    "downloader": "services.downloader.main:app",
-    "curator": "services.curator.main:app",
-    "trainer": "services.trainer.main:app",
-    "inference": "services.inference.main:app",
-}
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
+from .conftest import SERVICES, record_failures
 
 
 def publish_tiny_model(store: ObjectStore, model_id: str, tmp_path: Path) -> None:
@@ -88,55 +80,47 @@ def test_console_proxy_serves_what_the_page_reads(console: str, settings: Settin
 
 @pytest.mark.e2e
 @pytest.mark.browser
-def test_console_in_headless_chromium(console: str, settings: Settings, tmp_path: Path) -> None:
-    if CHROMIUM is None:
-        pytest.skip("Debian's chromium is not installed (make test installs it when run as root)")
-    from playwright.sync_api import expect, sync_playwright
+def test_console_in_headless_chromium(console: str, settings: Settings, tmp_path: Path, chromium: Any) -> None:
+    from playwright.sync_api import expect
 
     photo = tmp_path / "photo.jpg"
     SpeciesCatalog(2, 0).render(0, 4242, 128).convert("RGB").save(photo, "JPEG")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page()
-            errors: list[str] = []  # any console error or failed request (the favicon once answered 404) fails
-            page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
-            page.on("pageerror", lambda error: errors.append(str(error)))
-            page.on("response", lambda response: errors.append(f"HTTP {response.status} {response.url}")
-                    if response.status >= 400 else None)
-            page.goto(console)
-            expect(page.locator("#datasets-out table")).to_contain_text("psilocybe")
-            expect(page.locator("#datasets-out a", has_text="versions & models")).to_have_attribute(
-                "href", "#lineage/dataset/psilocybe/1")
+    page = chromium.new_page()
+    try:
+        errors = record_failures(page)
+        page.goto(console)
+        expect(page.locator("#datasets-out table")).to_contain_text("psilocybe")
+        expect(page.locator("#datasets-out a", has_text="versions & models")).to_have_attribute(
+            "href", "#lineage/dataset/psilocybe/1")
 
-            page.click("button[data-tab=blacklist]")
-            expect(page.locator("#blacklist-out table")).to_contain_text("mycoportal.org")
-            page.fill("#token", settings.api_token)
-            page.dispatch_event("#token", "change")
-            page.fill("#blacklist-form [name=entry]", "scans.example.org/sheets/")
-            page.fill("#blacklist-form [name=reason]", "specimen scans")
-            page.click("#blacklist-form button")
-            expect(page.locator("#blacklist-out table")).to_contain_text("scans.example.org/sheets/")
+        page.click("button[data-tab=blacklist]")
+        expect(page.locator("#blacklist-out table")).to_contain_text("mycoportal.org")
+        page.fill("#token", settings.api_token)
+        page.dispatch_event("#token", "change")
+        page.fill("#blacklist-form [name=entry]", "scans.example.org/sheets/")
+        page.fill("#blacklist-form [name=reason]", "specimen scans")
+        page.click("#blacklist-form button")
+        expect(page.locator("#blacklist-out table")).to_contain_text("scans.example.org/sheets/")
 
-            page.click("button[data-tab=models]")
-            expect(page.locator("#models-out table")).to_contain_text("m-console-1")
-            page.click("#models-out button.promote")
-            expect(page.locator("#models-out button.promote")).to_have_text("promoted")
+        page.click("button[data-tab=models]")
+        expect(page.locator("#models-out table")).to_contain_text("m-console-1")
+        page.click("#models-out button.promote")
+        expect(page.locator("#models-out button.promote")).to_have_text("promoted")
 
-            for _ in range(120):  # the inference service picks up the promoted pointer within a poll or two
-                served = httpx.get(f"{console}/api/inference/model")
-                if served.status_code == 200 and served.json()["model_id"] == "m-console-1":
-                    break
-                time.sleep(0.5)
-            page.click("button[data-tab=predict]")
-            page.set_input_files("#predict-form input[type=file]", str(photo))
-            page.click("#predict-form button")
-            verdict = page.locator("#predict-out .verdict")
-            expect(verdict).to_contain_text("m-console-1")
-            verdicts = {"confident", "uncertain", "unknown_species", "not_a_mushroom"}
-            assert verdict.locator("b").text_content() in verdicts
-            expect(page.locator("#predict-out")).to_contain_text("Never eat")
-            page.screenshot(path=str(tmp_path / "console.png"), full_page=True)
-            assert errors == [], errors
-        finally:
-            browser.close()
+        for _ in range(120):  # the inference service picks up the promoted pointer within a poll or two
+            served = httpx.get(f"{console}/api/inference/model")
+            if served.status_code == 200 and served.json()["model_id"] == "m-console-1":
+                break
+            time.sleep(0.5)
+        page.click("button[data-tab=predict]")
+        page.set_input_files("#predict-form input[type=file]", str(photo))
+        page.click("#predict-form button")
+        verdict = page.locator("#predict-out .verdict")
+        expect(verdict).to_contain_text("m-console-1")
+        verdicts = {"confident", "uncertain", "unknown_species", "not_a_mushroom"}
+        assert verdict.locator("b").text_content() in verdicts
+        expect(page.locator("#predict-out")).to_contain_text("Never eat")
+        page.screenshot(path=str(tmp_path / "console.png"), full_page=True)
+        assert errors == [], errors
+    finally:
+        page.close()
