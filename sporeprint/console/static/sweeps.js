@@ -53,7 +53,6 @@ export function openSweep(id, box) {
       fail(head, error); stopPolling(handle); return;
     }
     if (!head.isConnected) return;
-    rememberSweep(id);
     const jobs = await Promise.all(sweep.rows.map((row) => api("trainer", "jobs/" + row.job_id).catch(() => null)));
     const histories = await Promise.all(jobs.map(async (job, i) => {
       if (job && job.history && job.history.length) return job.history;
