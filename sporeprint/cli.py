@@ -182,15 +182,20 @@ def stack_status(ctx: click.Context) -> None:
 @click.option("--dataset", required=True, help="dataset name (a-z 0-9 . _ -)")
 @click.option("--species", default=None, help="taxon for a bare multimedia.txt, which has none")
 @click.option("--family", default=None, help="family for --species")
-def import_command(source: Path, dataset: str, species: str | None, family: str | None) -> None:
+@click.option("--group-observations", type=click.Choice(["photographer_date_place", "none"]),
+              default="photographer_date_place", show_default=True,
+              help="CSV rows without observation_id: one observation per photographer + day + place + species "
+                   "(burst shots stay in one split), or each photo its own")
+def import_command(source: Path, dataset: str, species: str | None, family: str | None,
+                   group_observations: str) -> None:
     """Import a GBIF zip, a GBIF multimedia.txt or a CSV list into a new manifest version."""
-    from services.downloader.importers import ImportFailed, Taxon, import_source
+    from services.downloader.importers import ImportFailed, ObservationGrouping, Taxon, import_source
     from shared.manifests import summary
 
     manifests = _manifests()
     taxon = Taxon(species, family=family) if species else None
     try:
-        info = import_source(source, dataset, manifests, taxon)
+        info = import_source(source, dataset, manifests, taxon, ObservationGrouping(group_observations))
     except ImportFailed as exc:
         raise click.ClickException(str(exc)) from None
     table = manifests.read(dataset, info.version)

@@ -10,15 +10,31 @@ The order of the questions (shared/DESIGN.md, "Image judgements"):
 2. Is it one of the species this model knows? A kNN distance over the threshold -> ``unknown_species``.
 3. How sure is it? The calibrated top probability under ``uncertain_below`` -> ``uncertain`` with the genus
    the summed probabilities support; else ``confident``.
+
+An observation (several photos of one mushroom, :func:`observation_answer`) asks question 0-1 of each photo:
+a photo that is not a mushroom by the single-photo rule is left out of the combination and reported as such.
+Questions 2-3 are asked once, of the combined reading: the mean of the remaining photos' logits (softmax with
+the model's temperature) and the mean of their novelty ratios (shared/observations.py).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
-from services.inference.schemas import ClassPrediction, GroupPrediction, Prediction, Verdict
+from services.inference.schemas import (
+    ClassPrediction,
+    GroupPrediction,
+    ObservationPhoto,
+    ObservationPrediction,
+    Prediction,
+    Verdict,
+)
+from shared import openset
+from shared.observations import COMBINATION, combine_logits, combine_novelty
 from shared.registry import ClassLabel
 
 CONFIDENT = "the model is confident about the species"
@@ -26,6 +42,7 @@ UNCERTAIN = "uncertain: no species is likely enough; the genus below is what the
 UNKNOWN_SPECIES = ("this looks like a mushroom, but unlike every species this model was trained on: it may be "
                    "one it does not know, so it does not name one")
 NOT_A_MUSHROOM = "this does not look like a photo of a mushroom, so the model does not guess"
+NO_MUSHROOM_PHOTO = "none of these photos looks like a photo of a mushroom, so the model does not guess"
 
 
 def genus_of(label: ClassLabel) -> str:
@@ -80,4 +97,43 @@ def build_answer(probabilities: np.ndarray, classes: list[ClassLabel], model_id:
         ood_score=None if novelty is None else round(novelty, 6),
         relevance_score=None if relevance is None else round(relevance, 6),
         gate_version=gate_version, model_id=model_id, elapsed_ms=0,
+    )
+
+
+@dataclass(frozen=True)
+class PhotoReading:
+    """What the model and the relevance gate read in one photo of an observation."""
+
+    logits: np.ndarray  # uncalibrated (classes,)
+    novelty: float | None = None
+    relevance: float | None = None
+    blank: bool = False
+    gate_version: str | None = None
+    filename: str | None = None
+
+
+def observation_answer(readings: Sequence[PhotoReading], classes: list[ClassLabel], model_id: str, top_k: int,
+                       uncertain_below: float, irrelevant_above: float, temperature: float) -> ObservationPrediction:
+    """One answer for the photos of one observation, with each photo's own answer beside it."""
+    photos: list[ObservationPhoto] = []
+    kept: list[PhotoReading] = []
+    for index, reading in enumerate(readings):
+        answer = build_answer(openset.softmax(reading.logits, temperature), classes, model_id, top_k, uncertain_below,
+                              irrelevant_above, reading.relevance, reading.novelty, reading.gate_version, reading.blank)
+        combined = answer.verdict is not Verdict.not_a_mushroom
+        if combined:
+            kept.append(reading)
+        photos.append(ObservationPhoto(index=index, filename=reading.filename, combined=combined, prediction=answer))
+    if not kept:
+        return ObservationPrediction(verdict=Verdict.not_a_mushroom, message=NO_MUSHROOM_PHOTO, predictions=[],
+                                     combination=COMBINATION, photos_combined=0, photos=photos, model_id=model_id,
+                                     elapsed_ms=0)
+    logits = combine_logits(np.stack([reading.logits for reading in kept]))
+    # The gate has already spoken per photo (relevance None here): the combined reading is of mushroom photos.
+    combined_answer = build_answer(openset.softmax(logits, temperature), classes, model_id, top_k, uncertain_below,
+                                   irrelevant_above, novelty=combine_novelty([reading.novelty for reading in kept]))
+    return ObservationPrediction(
+        verdict=combined_answer.verdict, message=combined_answer.message, predictions=combined_answer.predictions,
+        genus=combined_answer.genus, ood_score=combined_answer.ood_score, combination=COMBINATION,
+        photos_combined=len(kept), photos=photos, model_id=model_id, elapsed_ms=0,
     )

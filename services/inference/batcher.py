@@ -36,6 +36,7 @@ class Scored:
     probabilities: np.ndarray  # calibrated (softmax of logits / the model's temperature)
     novelty: float | None  # kNN distance / the model's threshold; None when the model has no bank
     model: ServedModel
+    logits: np.ndarray  # uncalibrated: an observation's photos are combined on these (shared/observations.py)
 
 
 @dataclass
@@ -120,7 +121,7 @@ def _score_batch(model: ServedModel, batch: list[_Pending]) -> list[Scored]:
     embedding, logits = model.score(images)
     probabilities = model.predict_from_logits(logits)
     novelty = model.novelty(embedding)
-    return [Scored(probabilities[i], None if novelty is None else float(novelty[i]), model)
+    return [Scored(probabilities[i], None if novelty is None else float(novelty[i]), model, logits[i])
             for i in range(len(batch))]
 
 

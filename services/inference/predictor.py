@@ -10,16 +10,16 @@ from typing import Any
 
 import numpy as np
 
-from services.inference.answers import build_answer
-from services.inference.batcher import DynamicBatcher, fit
+from services.inference.answers import PhotoReading, build_answer, observation_answer
+from services.inference.batcher import DynamicBatcher, Scored, fit
 from services.inference.core.config import InferenceSettings
 from services.inference.fetch import fetch_photo
 from services.inference.heatmap import overlay_png
-from services.inference.images import decode_for_model
+from services.inference.images import ImageRejected, decode_for_model
 from services.inference.metrics import InferenceMetrics
 from services.inference.model import ServedModel
 from services.inference.relevance import GateHolder
-from services.inference.schemas import Prediction
+from services.inference.schemas import ObservationPrediction, Prediction
 from services.inference.watcher import ModelWatcher
 from shared.relevance.stats import FEATURE_NAMES, image_features
 
@@ -30,6 +30,14 @@ NO_MODEL = "no model is promoted yet: promote a trained model (POST /models/{id}
 
 class ModelUnavailable(RuntimeError):
     pass
+
+
+class PhotoRejected(ImageRejected):
+    """One photo of an observation refused: the detail names it, so a person knows which part to fix."""
+
+    def __init__(self, index: int, filename: str | None, rejected: ImageRejected) -> None:
+        named = f"photo {index}" + (f" ({filename!r})" if filename else "")
+        super().__init__(rejected.status_code, f"{named}: {rejected.detail}")
 
 
 @dataclass(frozen=True)
@@ -76,8 +84,8 @@ class Predictor:
             return self.settings.uncertain_below
         return model.card.openset.uncertain_below if model.card.openset else 0.5
 
-    async def predict_bytes(self, data: bytes, explain: bool = False, top_k: int | None = None) -> Prediction:
-        started = time.perf_counter()
+    async def _read(self, data: bytes) -> tuple[np.ndarray, Judged | None, Scored]:
+        """Decode (off the event loop), judge relevance, and score one photo in a shared batch."""
         image_size = self.model().image_size
         loop = asyncio.get_running_loop()
         self.batcher.arriving += 1
@@ -85,7 +93,12 @@ class Predictor:
             image, judged = await loop.run_in_executor(None, self._decode, data, image_size)
         finally:
             self.batcher.arriving -= 1
-        scored = await self.batcher.score(image)
+        return image, judged, await self.batcher.score(image)
+
+    async def predict_bytes(self, data: bytes, explain: bool = False, top_k: int | None = None) -> Prediction:
+        started = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        image, judged, scored = await self._read(data)
         model = scored.model
         answer = build_answer(
             scored.probabilities, model.card.classes, model.model_id, top_k or self.settings.top_k,
@@ -96,6 +109,38 @@ class Predictor:
         if explain and answer.predictions:
             top = int(np.argmax(scored.probabilities))
             answer.heatmap_png = await loop.run_in_executor(None, self._explain, model, image, top)
+        answer.elapsed_ms = round((time.perf_counter() - started) * 1000, 3)
+        self.metrics.predictions.labels(answer.verdict.value).inc()
+        return answer
+
+    async def predict_observation(self, photos: list[tuple[str | None, bytes]], top_k: int | None = None
+                                  ) -> ObservationPrediction:
+        """One answer for several photos of one mushroom; a photo that cannot be read fails the whole request
+        (:class:`PhotoRejected` names it): an answer silently missing a photo would look like one of them all."""
+        started = time.perf_counter()
+
+        async def read(index: int, filename: str | None, data: bytes) -> tuple[Judged | None, Scored]:
+            try:
+                _, judged, scored = await self._read(data)
+            except ImageRejected as exc:
+                raise PhotoRejected(index, filename, exc) from None
+            return judged, scored
+
+        for _ in range(2):  # a hot swap between photos: read them all again with one model
+            results = await asyncio.gather(*(read(i, name, data) for i, (name, data) in enumerate(photos)))
+            models = {id(scored.model) for _, scored in results}
+            if len(models) == 1:
+                break
+        else:
+            raise ModelUnavailable("the model changed while the photos were read: send them again")
+        model = results[0][1].model
+        readings = [
+            PhotoReading(scored.logits, scored.novelty, judged.relevance if judged else None,
+                         judged.blank if judged else False, judged.gate_version if judged else None, filename)
+            for (filename, _), (judged, scored) in zip(photos, results, strict=True)
+        ]
+        answer = observation_answer(readings, model.card.classes, model.model_id, top_k or self.settings.top_k,
+                                    self.uncertain_below(model), self.settings.irrelevant_above, model.temperature)
         answer.elapsed_ms = round((time.perf_counter() - started) * 1000, 3)
         self.metrics.predictions.labels(answer.verdict.value).inc()
         return answer

@@ -76,6 +76,33 @@ class BatchPrediction(BaseModel):
     safety_notice: str = SAFETY_NOTICE
 
 
+class ObservationPhoto(BaseModel):
+    index: int = Field(description="the photo's position in the upload, from 0")
+    filename: str | None = None
+    combined: bool = Field(description="whether its logits entered the observation's answer (false: not a "
+                           "photo of a mushroom, by the same rule as a single photo's not_a_mushroom)")
+    prediction: Prediction = Field(description="this photo's own answer, as POST /predict gives it")
+
+
+class ObservationPrediction(BaseModel):
+    """One answer for several photos of one mushroom: the mean of the mushroom photos' logits."""
+
+    verdict: Verdict
+    message: str
+    predictions: list[ClassPrediction] = Field(description="top-k classes of the combined answer; empty when no "
+                                               "species is named")
+    genus: GroupPrediction | None = Field(default=None, description="the genus the summed probabilities support")
+    ood_score: float | None = Field(
+        default=None, description="the mean ood_score of the combined photos (above 1: unlike every class it "
+        "knows); null without an open-set bank, or when no photo is of a mushroom")
+    combination: str = Field(default="mean_logits", description="how the photos were combined")
+    photos_combined: int = Field(description="how many photos entered the answer")
+    photos: list[ObservationPhoto]
+    model_id: str
+    elapsed_ms: float
+    safety_notice: str = SAFETY_NOTICE
+
+
 class RefusedModel(BaseModel):
     model_id: str
     promoted_at: datetime
@@ -94,8 +121,6 @@ class ModelInfo(BaseModel):
     promoted_at: datetime | None = None
     loaded_at: datetime
     refused: RefusedModel | None = None
-
-
 
 
 class Readiness(BaseModel):

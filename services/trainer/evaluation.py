@@ -4,19 +4,23 @@ reads.
 Order matters for honesty (scikit-learn's habit): the kNN bank comes from the train split; the temperature,
 the OOD threshold and the "uncertain" threshold from the validation split; the test split is only read to
 report, with everything already fixed.
+
+Figures come per photo and per observation (``observation_metrics``: the photos of one observation combined by
+averaging their logits, shared/observations.py, the rule ``POST /predict/observation`` serves).
 """
 
 from __future__ import annotations
 
 import io
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 
-from shared import openset
+from shared import observations, openset
 from shared.openset import KnnScorer, MahalanobisScorer, NoveltyScorer, OpenSetCard
 from shared.training import OpenSetConfig
 
@@ -120,7 +124,6 @@ def classification_metrics(probabilities: np.ndarray, labels: np.ndarray, class_
     (rows: true class)."""
     n_classes = len(class_names)
     predicted = probabilities.argmax(axis=1)
-    ranked = np.argsort(-probabilities, axis=1)
     confusion = np.zeros((n_classes, n_classes), dtype=np.int64)
     np.add.at(confusion, (labels, predicted), 1)
     per_class = {}
@@ -135,19 +138,49 @@ def classification_metrics(probabilities: np.ndarray, labels: np.ndarray, class_
         f1s.append(f1)
         per_class[name] = {"precision": precision, "recall": recall, "f1": f1, "support": int(actual)}
     total = len(labels)
-
-    def top(k: int) -> float:
-        return float((ranked[:, :k] == labels[:, None]).any(axis=1).mean()) if total else 0.0
-
     return {
         "top1": float((predicted == labels).mean()) if total else 0.0,
-        "top3": top(min(3, n_classes)),
-        **({"top5": top(5)} if n_classes >= 5 else {}),
+        "top3": top_k_accuracy(probabilities, labels, min(3, n_classes)),
+        **({"top5": top_k_accuracy(probabilities, labels, 5)} if n_classes >= 5 else {}),
         "macro_f1": float(np.mean(f1s)) if f1s else 0.0,
         "test_images": total,
         "per_class": per_class,
         "confusion": confusion.tolist(),
     }
+
+
+def top_k_accuracy(scores: np.ndarray, labels: np.ndarray, k: int) -> float:
+    """Share of rows whose true class is among the ``k`` highest scores (logits or probabilities alike)."""
+    if not len(labels):
+        return 0.0
+    ranked = np.argsort(-scores, axis=1)[:, :k]
+    return float((ranked == labels[:, None]).any(axis=1).mean())
+
+
+def observation_metrics(logits: np.ndarray, labels: np.ndarray, observation_ids: Sequence[str],
+                        novelty: np.ndarray | None = None, prefix: str = "") -> dict[str, float]:
+    """Observation-level figures: the photos of one observation combined by the mean of their logits.
+
+    ``logits``, ``labels``, ``observation_ids`` and ``novelty`` (score / fitted threshold per photo) are rows of
+    one split in the same order. Keys: ``{prefix}obs_top1``, ``obs_top3``, ``obs_top5`` (from 5 classes, as
+    per photo), ``observations``, ``photos_per_observation`` and, with novelty, ``obs_novelty_retained``
+    (the share of observations the mean-novelty rule answers, under the threshold fitted on single photos).
+    The temperature does not enter: it rescales the mean logits and keeps their order.
+    """
+    combined, combined_labels, groups = observations.combine_by_observation(logits, observation_ids, labels)
+    n_classes = logits.shape[1]
+    figures = {
+        "obs_top1": top_k_accuracy(combined, combined_labels, 1),
+        "obs_top3": top_k_accuracy(combined, combined_labels, min(3, n_classes)),
+        **({"obs_top5": top_k_accuracy(combined, combined_labels, 5)} if n_classes >= 5 else {}),
+        "observations": float(len(groups)),
+        "photos_per_observation": float(len(labels) / len(groups)) if groups else 0.0,
+    }
+    if novelty is not None:
+        ratios = [observations.combine_novelty(novelty[rows].tolist()) for rows in groups]
+        figures["obs_novelty_retained"] = float(np.mean([ratio <= 1.0 for ratio in ratios if ratio is not None])
+                                                ) if groups else 0.0
+    return {f"{prefix}{name}": value for name, value in figures.items()}
 
 
 def _figure_png(figure: Any) -> bytes:

@@ -56,11 +56,14 @@ class DownloaderClient(ServiceClient):
 
     def import_source(self, dataset: str, source: Path | None = None, *, url: str | None = None,
                       species: str | None = None, genus: str | None = None,
-                      family: str | None = None) -> ManifestInfo:
+                      family: str | None = None, group_observations: str | None = None) -> ManifestInfo:
         """Import a GBIF zip, a GBIF multimedia.txt or a CSV list (a file here, or a URL the downloader fetches)
-        into a new version of ``dataset``; ``species`` gives a bare multimedia.txt its taxon."""
+        into a new version of ``dataset``; ``species`` gives a bare multimedia.txt its taxon;
+        ``group_observations`` ('photographer_date_place', the default, or 'none') how CSV rows without an
+        observation_id become observations."""
         form = {key: value for key, value in {"dataset": dataset, "url": url, "species": species, "genus": genus,
-                                              "family": family}.items() if value is not None}
+                                              "family": family, "group_observations": group_observations}.items()
+                if value is not None}
         if source is None:
             return self._call("POST", "/manifests", _INFO, data=form)
         media_type = mimetypes.guess_type(source.name)[0] or "application/octet-stream"

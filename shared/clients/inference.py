@@ -1,4 +1,5 @@
-"""The inference service's API: ask about a photo (bytes or a URL), and which model answers."""
+"""The inference service's API: ask about a photo (bytes or a URL) or an observation (several photos of one
+mushroom), and which model answers."""
 
 from __future__ import annotations
 
@@ -27,6 +28,24 @@ class Prediction(BaseModel):
     safety_notice: str
 
 
+class ObservationPhoto(BaseModel):
+    index: int
+    filename: str | None = None
+    combined: bool = Field(description="whether the photo entered the combined answer (false: not a mushroom)")
+    prediction: Prediction
+
+
+class ObservationPrediction(BaseModel):
+    verdict: str = Field(description="confident, uncertain, unknown_species or not_a_mushroom")
+    message: str
+    predictions: list[ClassPrediction]
+    ood_score: float | None = None
+    photos_combined: int
+    photos: list[ObservationPhoto]
+    model_id: str
+    safety_notice: str
+
+
 class ServedModel(BaseModel):
     model_id: str
     dataset: str
@@ -41,6 +60,7 @@ class Readiness(BaseModel):
 
 
 _PREDICTION = TypeAdapter(Prediction)
+_OBSERVATION = TypeAdapter(ObservationPrediction)
 _MODEL = TypeAdapter(ServedModel)
 _READINESS = TypeAdapter(Readiness)
 
@@ -60,6 +80,15 @@ class InferenceClient(ServiceClient):
             return self._call("POST", "/predict", _PREDICTION, params=params, json={"url": url})
         return self._call("POST", "/predict", _PREDICTION, params=params,
                           files={"file": ("photo", photo, "application/octet-stream")})
+
+    def predict_observation(self, photos: list[bytes], *, top_k: int | None = None) -> ObservationPrediction:
+        """One answer for several photos of one mushroom (the mean of its mushroom photos' logits), each photo's
+        own answer beside it."""
+        if not photos:
+            raise ValueError("an observation needs at least one photo")
+        params: dict[str, Any] = {} if top_k is None else {"top_k": top_k}
+        files = [("files", (f"photo-{index}", photo, "application/octet-stream")) for index, photo in enumerate(photos)]
+        return self._call("POST", "/predict/observation", _OBSERVATION, params=params, files=files)
 
     def model(self) -> ServedModel:
         """The model that answers; :class:`ServiceUnavailable` (503) while none is promoted or loaded."""

@@ -16,7 +16,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from services.downloader.importers.csvlist import read_csv_list
+from services.downloader.importers.csvlist import ObservationGrouping, read_csv_list
 from services.downloader.importers.errors import ImportFailed
 from services.downloader.importers.gbif import Taxon, read_gbif
 from services.downloader.importers.table import read_header
@@ -25,7 +25,8 @@ from shared.schemas import ManifestInfo, Operation
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ImportFailed", "SourceFormat", "Taxon", "detect_format", "import_source", "parse_source"]
+__all__ = ["ImportFailed", "ObservationGrouping", "SourceFormat", "Taxon", "detect_format", "import_source",
+           "parse_source"]
 
 
 class SourceFormat(StrEnum):
@@ -67,11 +68,12 @@ def detect_format(path: Path) -> SourceFormat:
     )
 
 
-def parse_source(path: Path, taxon: Taxon | None = None) -> ParsedSource:
+def parse_source(path: Path, taxon: Taxon | None = None,
+                 grouping: ObservationGrouping = ObservationGrouping.photographer_date_place) -> ParsedSource:
     """Parse a whole source into one ImageRecord table in input order, duplicates collapsed."""
     source_format = detect_format(path)
     if source_format is SourceFormat.csv_list:
-        parts = list(read_csv_list(path))
+        parts = list(read_csv_list(path, grouping))
     else:
         parts = list(read_gbif(path, taxon))
     parts = [part for part in parts if part.num_rows]
@@ -96,9 +98,10 @@ def parse_source(path: Path, taxon: Taxon | None = None) -> ParsedSource:
 
 
 def import_source(
-    path: Path, dataset: str, manifests: ManifestStore, taxon: Taxon | None = None
+    path: Path, dataset: str, manifests: ManifestStore, taxon: Taxon | None = None,
+    grouping: ObservationGrouping = ObservationGrouping.photographer_date_place,
 ) -> ManifestInfo:
-    parsed = parse_source(path, taxon)
+    parsed = parse_source(path, taxon, grouping)
     parent = None
     if dataset in manifests.datasets():
         parent = manifests.latest_version(dataset)

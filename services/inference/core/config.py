@@ -45,6 +45,7 @@ class InferenceSettings(SporeprintSettings):
     max_upload_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     max_pixels: int = Field(default=40_000_000, ge=1024, description="refuse images with more pixels (bombs)")
     max_batch_files: int = Field(default=16, ge=1)
+    max_observation_photos: int = Field(default=10, ge=1, description="photos one observation may have")
 
     # URL fetch (SSRF rules)
     allow_loopback_urls: bool = False

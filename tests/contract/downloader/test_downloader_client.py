@@ -40,6 +40,22 @@ def test_an_import_error_carries_the_line_to_fix(client_of, tmp_path: Path) -> N
     assert status == 422 and detail.startswith("body.dataset: ")  # a validation error: where, and what
 
 
+def test_csv_burst_shots_become_one_observation_unless_asked_not_to(client_of, tmp_path: Path) -> None:
+    downloader = client_of(DownloaderClient)
+    source = tmp_path / "bursts.csv"
+    source.write_text("url,label,recorded_by,event_date,latitude,longitude\n"
+                      "http://a.test/1.jpg,Amanita muscaria,Ann,2024-10-01T10:00,55.1231,12.4561\n"
+                      "http://a.test/2.jpg,Amanita muscaria,Ann,2024-10-01T10:01,55.1232,12.4562\n"
+                      "http://a.test/3.jpg,Amanita muscaria,Ann,2024-10-02T09:00,55.1231,12.4561\n"
+                      "http://a.test/4.jpg,Amanita muscaria,,2024-10-01T10:00,55.1231,12.4561\n")
+    grouped = downloader.import_source("bursts", source)
+    assert downloader.manifest("bursts", grouped.version).summary["observations"] == 3  # 1+2 together
+    apart = downloader.import_source("bursts", source, group_observations="none")
+    assert downloader.manifest("bursts", apart.version).summary["observations"] == 4
+    status, detail = refusal(lambda: downloader.import_source("bursts", source, group_observations="by-mood"))
+    assert status == 422 and "group_observations" in detail
+
+
 def test_start_status_cancel_resume(client_of, gbif_sample: Path) -> None:
     downloader = client_of(DownloaderClient)
     downloader.import_source("psilocybe", gbif_sample, species="Psilocybe semilanceata")

@@ -41,6 +41,7 @@ MAX_PIXELS = 4_000_000
 TRAIN_SEEDS = range(1000, 1040)
 OUTLIER_SEEDS = range(1000, 1060)  # photos the model learns from; tests use seeds below 900
 VALIDATION_SEEDS = range(900, 915)  # held out from training: the open-set threshold and temperature
+MAX_OBSERVATION_PHOTOS = 4
 
 
 @dataclass(frozen=True)
@@ -260,6 +261,7 @@ def served(stack: StackState, fixture_model: FixtureModel, tmp_path_factory: pyt
         "SPOREPRINT_INFERENCE_MAX_UPLOAD_BYTES": str(MAX_UPLOAD),
         "SPOREPRINT_INFERENCE_MAX_PIXELS": str(MAX_PIXELS),
         "SPOREPRINT_INFERENCE_MAX_BATCH_FILES": "8",
+        "SPOREPRINT_INFERENCE_MAX_OBSERVATION_PHOTOS": str(MAX_OBSERVATION_PHOTOS),
         "SPOREPRINT_INFERENCE_URL_TIMEOUT_S": "5",
     }
     running = start_inference(stack, tmp_path_factory.mktemp("logs"), env, fixture_model)
@@ -292,6 +294,10 @@ class Reference:
         image, _ = decode_for_model(data, IMAGE_SIZE, 10**9, 10**9)
         features, logits = self.model(image[None], training=False)
         return np.asarray(features), np.asarray(logits)
+
+    def logits(self, data: bytes) -> np.ndarray:
+        """Uncalibrated, one row: what an observation's photos are combined on."""
+        return self._read(data)[1][0]
 
     def probabilities(self, data: bytes) -> np.ndarray:
         """Calibrated, as served: softmax(logits / temperature)."""

@@ -8,6 +8,7 @@ import pyarrow.compute as pc
 import pytest
 
 from services.downloader.importers import ImportFailed, SourceFormat, Taxon, parse_source
+from services.downloader.importers.csvlist import ObservationGrouping, read_csv_list
 
 pytestmark = pytest.mark.unit
 
@@ -108,6 +109,61 @@ def test_csv_list_with_and_without_observation_ids(tmp_path: Path) -> None:
     assert rows["https://b.org/3.jpg"]["observation_id"] == rows["https://b.org/3.jpg"]["image_id"]
     assert rows["https://b.org/3.jpg"]["genus"] == "Boletus"
     assert rows["ftp://c.org/4.jpg"]["status"] == "skipped"
+
+
+BURSTS = (
+    "url,label,recorded_by,event_date,latitude,longitude,locality,observation_id\n"
+    "https://a.org/1.jpg,Amanita muscaria,Ann Lee,2024-09-14T10:01:02,55.67612,12.56834,,\n"
+    "https://a.org/2.jpg,Amanita muscaria, ann  lee ,2024-09-14T10:01:09,55.6762,12.5684,,\n"  # the same burst
+    "https://a.org/3.jpg,Amanita muscaria,Ann Lee,,55.6762,12.5684,,\n"  # no date
+    "https://a.org/4.jpg,Boletus edulis,Ann Lee,2024-09-14,55.6762,12.5684,,\n"  # another species beside it
+    "https://a.org/5.jpg,Amanita muscaria,Ann Lee,2024-09-15,55.6762,12.5684,,\n"  # the next day
+    "https://a.org/6.jpg,Amanita muscaria,Ann Lee,2024-09-14,55.7000,12.5684,,\n"  # 2.6 km north
+    "https://a.org/7.jpg,Amanita muscaria,Bo Ek,2024-09-14,55.6762,12.5684,,\n"  # another photographer
+    "https://a.org/8.jpg,Amanita muscaria,Ann Lee,2024-09-14,,,Dyrehaven,\n"  # a place by name
+    "https://a.org/9.jpg,Amanita muscaria,Ann Lee,2024-09-14,not a number,12.5,dyrehaven ,\n"
+    "https://a.org/10.jpg,Amanita muscaria,Ann Lee,2024-09-14,55.6762,12.5684,,obs-given\n"
+)
+
+
+def _observations(path: Path, grouping: ObservationGrouping) -> dict[str, dict]:
+    import pyarrow as pa
+
+    table = pa.concat_tables(read_csv_list(path, grouping))
+    return {row["url"].rsplit("/", 1)[-1]: row for row in table.to_pylist()}
+
+
+def test_csv_burst_shots_share_a_derived_observation(tmp_path: Path) -> None:
+    listing = tmp_path / "bursts.csv"
+    listing.write_text(BURSTS)
+    rows = {row["url"].rsplit("/", 1)[-1]: row for row in parse_source(listing).table.to_pylist()}  # the default
+    burst = rows["1.jpg"]["observation_id"]
+    assert burst.startswith("csv-obs-") and rows["2.jpg"]["observation_id"] == burst
+    assert rows["3.jpg"]["observation_id"] == rows["3.jpg"]["image_id"]  # no date: its own observation
+    others = [rows[name]["observation_id"] for name in ("4.jpg", "5.jpg", "6.jpg", "7.jpg")]
+    assert len({burst, *others}) == 5  # species, day, place and photographer each tell observations apart
+    assert rows["8.jpg"]["observation_id"] == rows["9.jpg"]["observation_id"] != burst  # by locality
+    assert rows["10.jpg"]["observation_id"] == "obs-given"  # a given id always wins
+
+
+def test_csv_grouping_is_stable_and_leaves_image_ids_alone(tmp_path: Path) -> None:
+    listing = tmp_path / "bursts.csv"
+    listing.write_text(BURSTS)
+    grouped = _observations(listing, ObservationGrouping.photographer_date_place)
+    again = _observations(listing, ObservationGrouping.photographer_date_place)
+    alone = _observations(listing, ObservationGrouping.none)
+    assert {k: r["observation_id"] for k, r in grouped.items()} == {k: r["observation_id"] for k, r in again.items()}
+    assert {k: r["image_id"] for k, r in grouped.items()} == {k: r["image_id"] for k, r in alone.items()}
+    assert alone["1.jpg"]["observation_id"] == alone["1.jpg"]["image_id"] != alone["2.jpg"]["observation_id"]
+    assert alone["10.jpg"]["observation_id"] == "obs-given"
+
+
+def test_csv_without_grouping_columns_keeps_one_photo_per_observation(tmp_path: Path) -> None:
+    listing = tmp_path / "plain.csv"
+    listing.write_text("url,label,rights_holder\nhttps://a.org/1.jpg,Amanita muscaria,Ann Lee\n"
+                       "https://a.org/2.jpg,Amanita muscaria,Ann Lee\n")
+    rows = parse_source(listing).table.to_pylist()
+    assert [row["observation_id"] for row in rows] == [row["image_id"] for row in rows]
 
 
 # bad input: each names the file, and the line and column where they are known

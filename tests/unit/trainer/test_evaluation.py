@@ -14,6 +14,7 @@ from services.trainer.evaluation import (
     confusion_png,
     curves_png,
     fit_openset,
+    observation_metrics,
     openset_test_figures,
     reliability_png,
 )
@@ -137,3 +138,65 @@ def test_the_default_novelty_score_is_mahalanobis_and_flags_what_is_far_from_eve
     far = np.zeros((4, 8), "float32")
     far[:, 7] = 25.0
     assert (fit.scorer.score(far) > fit.card.threshold).all()
+
+
+# Observation-level figures: six photos of three observations, three classes (hand-made logits).
+OBS_LOGITS = np.array([
+    [2.0, 0.0, 0.0], [0.0, 3.0, 0.0], [3.0, 0.0, 0.0],  # obs A (class 0): 2 of 3 photos right, the mean right
+    [0.0, 1.0, 0.0], [0.0, 0.0, 4.0],  # obs B (class 1): one sharp wrong photo outweighs a soft right one
+    [0.0, 2.0, 1.5],  # obs C (class 2), one photo: wrong, 2nd
+])
+OBS_LABELS = np.array([0, 0, 0, 1, 1, 2])
+OBS_IDS = ["A", "A", "A", "B", "B", "C"]
+
+
+def test_observation_figures_average_the_logits_of_one_observation() -> None:
+    per_photo = classification_metrics(openset.softmax(OBS_LOGITS), OBS_LABELS, ["a", "b", "c"])
+    assert per_photo["top1"] == pytest.approx(3 / 6)
+    figures = observation_metrics(OBS_LOGITS, OBS_LABELS, OBS_IDS)
+    # A: mean [1.67, 1, 0] -> 0 (right); B: mean [0, 0.5, 2] -> 2 (wrong, the true class second); C: 1 (wrong)
+    assert figures["obs_top1"] == pytest.approx(1 / 3)
+    assert figures["obs_top3"] == 1.0 and "obs_top5" not in figures
+    assert figures["observations"] == 3 and figures["photos_per_observation"] == 2.0
+    assert "obs_novelty_retained" not in figures
+
+
+def test_observation_figures_can_beat_photo_figures_and_take_a_prefix() -> None:
+    logits = np.array([[3.0, 0.0], [0.0, 1.0], [2.5, 0.0], [0.0, 2.0], [1.0, 0.0], [0.0, 3.0]])
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    photos = classification_metrics(openset.softmax(logits), labels, ["a", "b"])
+    figures = observation_metrics(logits, labels, ["x", "x", "x", "y", "y", "y"], prefix="val_")
+    assert photos["top1"] == pytest.approx(4 / 6)
+    assert figures == {"val_obs_top1": 1.0, "val_obs_top3": 1.0, "val_observations": 2.0,
+                       "val_photos_per_observation": 3.0}
+
+
+def test_observation_top5_and_temperature_does_not_change_the_answer() -> None:
+    rng = np.random.default_rng(3)
+    logits = rng.normal(0, 2, (40, 8))
+    labels = rng.integers(0, 8, 40)
+    ids = [f"o{i // 4}" for i in range(40)]
+    figures = observation_metrics(logits, labels, ids)
+    combined = np.stack([logits[i:i + 4].mean(axis=0) for i in range(0, 40, 4)])
+    truth = labels[::4]
+    expected_top5 = np.mean([truth[i] in np.argsort(-combined[i])[:5] for i in range(10)])
+    # ten observations, but labels differ inside them: each (id, label) pair is an observation of its own
+    assert figures["observations"] == len({(ids[i], labels[i]) for i in range(40)})
+    same_label = np.repeat(truth, 4)
+    figures = observation_metrics(logits, same_label, ids)
+    assert figures["observations"] == 10 and figures["obs_top5"] == pytest.approx(expected_top5)
+    scaled = observation_metrics(logits / 3.7, same_label, ids)  # what a temperature does to every photo
+    assert scaled == figures
+
+
+def test_observation_novelty_is_the_mean_of_its_photos() -> None:
+    novelty = np.array([0.5, 0.6, 1.6,  # A: mean 0.9, kept although one photo is over the threshold
+                        1.2, 1.3,  # B: mean 1.25, unknown
+                        0.2])  # C
+    figures = observation_metrics(OBS_LOGITS, OBS_LABELS, OBS_IDS, novelty=novelty)
+    assert figures["obs_novelty_retained"] == pytest.approx(2 / 3)
+
+
+def test_observation_ids_must_match_the_rows() -> None:
+    with pytest.raises(ValueError, match="5 observation ids for 6 rows"):
+        observation_metrics(OBS_LOGITS, OBS_LABELS, OBS_IDS[:5])

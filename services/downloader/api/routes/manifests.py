@@ -16,7 +16,7 @@ from fastapi.concurrency import run_in_threadpool
 from services.downloader.api.deps import DownloaderSettingsDep, ManifestsDep
 from services.downloader.core.config import DownloaderSettings
 from services.downloader.harvest.fetch import FetchLimits, Outcome, fetch_image
-from services.downloader.importers import ImportFailed, Taxon, import_source
+from services.downloader.importers import ImportFailed, ObservationGrouping, Taxon, import_source
 from services.downloader.schemas import DatasetSummary, ManifestDetail
 from shared.auth import TokenDep
 from shared.manifests import ManifestError, ManifestNotFound, summary
@@ -78,6 +78,9 @@ async def create(
     species: Annotated[str | None, Form(description="taxon of every row of a bare multimedia.txt")] = None,
     genus: Annotated[str | None, Form()] = None,
     family: Annotated[str | None, Form()] = None,
+    group_observations: Annotated[ObservationGrouping, Form(
+        description="CSV rows without observation_id: group by recorded_by + event_date + place + species, or "
+        "none")] = ObservationGrouping.photographer_date_place,
 ) -> ManifestInfo:
     """Import a source into a new version of ``dataset``."""
     if file is None and not url:
@@ -92,7 +95,7 @@ async def create(
             assert url is not None
             path = await _download(url, Path(tmp), settings)
         try:
-            return await run_in_threadpool(import_source, path, dataset, manifests, taxon)
+            return await run_in_threadpool(import_source, path, dataset, manifests, taxon, group_observations)
         except ImportFailed as exc:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, exc.as_dict()) from exc
         except ManifestError as exc:

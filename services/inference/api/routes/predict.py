@@ -1,4 +1,6 @@
-"""POST /predict and /predict/batch: a photo (upload or URL) in, an answer with a safety notice out."""
+"""POST /predict, /predict/batch and /predict/observation: photos (uploads or a URL) in, answers with a safety
+notice out. A batch answers each photo on its own; an observation answers once for several photos of one
+mushroom."""
 
 from __future__ import annotations
 
@@ -10,12 +12,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import ValidationError
 
-from services.inference.api.body import MULTIPART_OVERHEAD, read_body, uploaded_files
+from services.inference.api.body import MULTIPART_OVERHEAD, TOO_MANY_FILES, read_body, uploaded_files
 from services.inference.api.deps import PredictorDep
 from services.inference.fetch import UrlFetchFailed, UrlRefused
 from services.inference.images import ImageRejected
 from services.inference.predictor import ModelUnavailable, Predictor
-from services.inference.schemas import BatchItem, BatchPrediction, Prediction, PredictUrl
+from services.inference.schemas import BatchItem, BatchPrediction, ObservationPrediction, Prediction, PredictUrl
 from shared.api import error_responses
 
 router = APIRouter(prefix="/predict", tags=["predict"])
@@ -23,6 +25,8 @@ router = APIRouter(prefix="/predict", tags=["predict"])
 UNSUPPORTED_MEDIA = "send a photo as multipart/form-data (field 'file'), a raw image body, or JSON {\"url\": ...}"
 NO_FILE = "no file in the upload: send the photo as the multipart field 'file'"
 NO_FILES = "no files in the upload: send photos as multipart fields 'files'"
+NO_PHOTOS = "no photos in the upload: send the observation's photos as multipart fields 'files'"
+TOO_MANY_PHOTOS = "too many photos for one observation"
 BAD_JSON = "the JSON body must be {\"url\": \"http(s)://...\"}"
 
 TopK = Annotated[int | None, Query(ge=1, le=100, description="how many classes to list (default: the setting)")]
@@ -142,3 +146,32 @@ async def predict_batch(request: Request, predictor: PredictorDep, explain: bool
 
     results = await asyncio.gather(*(one(i, name, data) for i, (name, data) in enumerate(files)))
     return BatchPrediction(results=list(results), elapsed_ms=round((time.perf_counter() - started) * 1000, 3))
+
+
+@router.post("/observation", response_model=ObservationPrediction, openapi_extra=_BATCH_BODY,
+             responses=PREDICT_ERRORS)
+async def predict_observation(request: Request, predictor: PredictorDep, top_k: TopK = None
+                              ) -> ObservationPrediction:
+    """Identify one mushroom from several photos of it (one observation): one answer from the mean of the
+    mushroom photos' logits, each photo's own answer beside it. A photo that is not an image fails the request,
+    naming it."""
+    if _media_type(request) != "multipart/form-data":
+        raise HTTPException(415, UNSUPPORTED_MEDIA)
+    settings = predictor.settings
+    limit = settings.max_observation_photos
+    body = await read_body(request, limit * settings.max_upload_bytes + MULTIPART_OVERHEAD)
+    try:
+        files = await uploaded_files(request, body, max_files=limit, refuse_fields=True)
+    except HTTPException as exc:
+        if exc.status_code == 413 and str(exc.detail).startswith(TOO_MANY_FILES):
+            raise HTTPException(413, f"{TOO_MANY_PHOTOS} (at most {limit})") from None
+        raise
+    if not files:
+        raise HTTPException(400, NO_PHOTOS)
+    _require_model(predictor)
+    try:
+        return await predictor.predict_observation(files, top_k)
+    except ModelUnavailable as exc:
+        raise HTTPException(503, str(exc)) from None
+    except ImageRejected as exc:
+        raise HTTPException(exc.status_code, exc.detail) from None
