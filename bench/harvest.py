@@ -165,22 +165,37 @@ def run_sequential(urls: list[str], out: Path) -> dict[str, Any]:
     return {"ok": ok, "seconds": time.monotonic() - started}
 
 
-def run_img2dataset(urls: list[str], out: Path, processes: int, threads: int) -> dict[str, Any]:
+def run_img2dataset(urls: list[str], out: Path, processes: int, threads: int,
+                    s3_folder: str | None = None) -> dict[str, Any]:
+    """img2dataset writing files to local disk, or (``s3_folder``: s3://bucket/prefix) webdataset shards to the
+    S3 server through fsspec/s3fs (its endpoint and keys from the environment: FSSPEC_S3_*, AWS_*)."""
     from img2dataset import download
 
     url_file = out.parent / f"{out.name}-urls.txt"
     url_file.write_text("\n".join(urls) + "\n")
+    if s3_folder is not None:
+        import fsspec
+
+        fs, root = fsspec.core.url_to_fs(s3_folder)
+        fs.makedirs(root.split("/", 1)[0], exist_ok=True)  # the bucket
     started = time.monotonic()
     download(
-        url_list=str(url_file), input_format="txt", output_format="files", output_folder=str(out),
+        url_list=str(url_file), input_format="txt", output_format="webdataset" if s3_folder else "files",
+        output_folder=s3_folder or str(out),
         image_size=MAX_SIDE, resize_mode="keep_ratio_largest", resize_only_if_bigger=True,
         encode_format="jpg", encode_quality=QUALITY, processes_count=processes, thread_count=threads,
         timeout=10, retries=0, extract_exif=False, number_sample_per_shard=max(100, len(urls) // (2 * processes)),
         disallowed_header_directives=["noai", "noimageai"], distributor="multiprocessing",
     )
     seconds = time.monotonic() - started
-    ok = sum(1 for _ in out.rglob("*.jpg"))
-    return {"ok": ok, "seconds": seconds}
+    if s3_folder is None:
+        return {"ok": sum(1 for _ in out.rglob("*.jpg")), "seconds": seconds}
+    import fsspec
+
+    fs, root = fsspec.core.url_to_fs(s3_folder)
+    stats = [json.loads(fs.cat(path)) for path in fs.glob(f"{root}/*_stats.json")]
+    tars = fs.glob(f"{root}/*.tar")
+    return {"ok": sum(int(stat["successes"]) for stat in stats), "seconds": seconds, "shards": len(tars)}
 
 
 # --------------------------------------------------------------------------- measuring
@@ -242,18 +257,20 @@ def measure(command: list[str], env: dict[str, str] | None = None) -> tuple[dict
     return memory, stdout.decode()
 
 
-def measure_contender(args: list[str]) -> dict[str, Any]:
+def measure_contender(args: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
     """A baseline contender (``bench/harvest.py run ...``) in a child process."""
-    memory, stdout = measure([sys.executable, __file__, "run", *args])
+    memory, stdout = measure([sys.executable, __file__, "run", *args], env)
     result: dict[str, Any] = json.loads(stdout.strip().splitlines()[-1])
     result.update(memory, images_per_s=result["ok"] / result["seconds"])
     return result
 
 
 def measure_sporeprint(source: Path, dataset: str, concurrency: int, per_domain: int,
-                       env: dict[str, str], lanes: int = 0) -> dict[str, Any]:
-    """sporeprint as it runs in production: the harvest is queued on RQ and a real worker process
-    (``python -m shared.worker harvest --burst``) runs it; images/s over the job's own start and end."""
+                       env: dict[str, str], lanes: int = 0, workers: int = 1, shard_rows: int | None = None
+                       ) -> dict[str, Any]:
+    """sporeprint as it runs in production: the harvest is queued on RQ and ``workers`` real worker processes
+    (``python -m shared.worker harvest --burst``) run its plan, shard and merge jobs; images/s from the plan's
+    start to the merge's end."""
 
     from pydantic import SecretStr
 
@@ -285,8 +302,11 @@ def measure_sporeprint(source: Path, dataset: str, concurrency: int, per_domain:
     state.save_request(request)
     redis = redis_connection(settings)
     job = submit_harvest(redis, request, retries=0)
-    memory, _ = measure([sys.executable, "-m", "shared.worker", "harvest", "--burst"], {
+    worker = f"{sys.executable} -m shared.worker harvest --burst"
+    command = [*worker.split()] if workers == 1 else ["sh", "-c", " & ".join([worker] * workers) + " & wait"]
+    memory, _ = measure(command, {
         **env, "SPOREPRINT_DOWNLOADER_ALLOW_LOOPBACK": "true", "SPOREPRINT_DOWNLOADER_LANES": str(lanes),
+        **({"SPOREPRINT_DOWNLOADER_SHARD_ROWS": str(shard_rows)} if shard_rows else {}),
         "SPOREPRINT_DOWNLOADER_RESOLVE": json.dumps({"*.test": "127.0.0.1"}), "SPOREPRINT_LOG_LEVEL": "WARNING"})
     # a harvest is a plan job, shard jobs and a merge job: timed from the plan's start to the merge's end
     plan, merge = fetch_job(redis, job.id), fetch_job(redis, merge_job_id(request.id, attempt_of(job.id)))
@@ -298,7 +318,7 @@ def measure_sporeprint(source: Path, dataset: str, concurrency: int, per_domain:
     seconds = (merge.ended_at - plan.started_at).total_seconds()
     ok = int(outcome.counts["ok"])
     return {"ok": ok, "failed": outcome.counts["failed"], "seconds": seconds, "images_per_s": ok / seconds,
-            **memory}
+            "workers": workers, "lanes": lanes, **memory}
 
 
 def image_costs(cache: Path) -> dict[str, float]:
@@ -343,6 +363,16 @@ def measure_only(args: argparse.Namespace, tmp: Path, urls: list[str], source: P
     if args.only == "sequential":
         return measure_contender(["sequential", str(listed), str(tmp / "seq")])
     return measure_contender(["img2dataset", str(listed), str(tmp / "i2d"), "2", "256"])
+
+
+def s3_env(env: dict[str, str]) -> dict[str, str]:
+    """The stack's S3 server for fsspec/s3fs (img2dataset opens its output folder with ``url_to_fs`` and no
+    options: fsspec reads ``FSSPEC_S3_<KWARG>`` from the environment, botocore the AWS_* keys)."""
+    endpoint = env["SPOREPRINT_S3_ENDPOINT"]
+    endpoint = endpoint if "://" in endpoint else f"http://{endpoint}"
+    return {"FSSPEC_S3_ENDPOINT_URL": endpoint, "AWS_ENDPOINT_URL": endpoint, "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": env["SPOREPRINT_S3_ACCESS_KEY"],
+            "AWS_SECRET_ACCESS_KEY": env["SPOREPRINT_S3_SECRET_KEY"]}
 
 
 def wait_port(port: int, timeout: float = 120) -> None:
@@ -428,18 +458,29 @@ def main() -> None:  # noqa: PLR0915 - a linear script
                                                     str(best["processes"]), str(best["threads"])])
         results["img2dataset"].update(processes=best["processes"], threads=best["threads"])
         print(results["img2dataset"], flush=True)
+        print(f"(b) img2dataset, best settings, webdataset shards into S3, {args.images} images ...", flush=True)
+        results["img2dataset_s3"] = measure_contender(
+            ["img2dataset", str(all_urls), str(tmp / "i2d-s3"), str(best["processes"]), str(best["threads"]),
+             "s3://bench-i2d/webdataset"], s3_env(env))
+        results["img2dataset_s3"].update(processes=best["processes"], threads=best["threads"])
+        print(results["img2dataset_s3"], flush=True)
 
         print(f"(c) sporeprint, {args.images} images into S3 ...", flush=True)
         results["sporeprint"] = measure_sporeprint(source, "bench-main", 128, 16, env)
         results["sporeprint"].update(concurrency=128, per_domain=16)
         print(results["sporeprint"], flush=True)
 
-        results["lanes"] = []  # alternating, twice: one run of each moves by ±10% with the machine's load
-        for round_, lanes in ((1, 1), (1, 2), (2, 1), (2, 2)):
-            print(f"(c) sporeprint with {lanes} fetch lane(s), round {round_}, {args.images} images ...", flush=True)
-            run = measure_sporeprint(source, f"bench-lanes-{round_}-{lanes}", 128, 16, env, lanes=lanes)
-            results["lanes"].append({**run, "lanes": lanes, "round": round_})
-            print(run, flush=True)
+        # one worker with one lane, one worker with two lanes (child processes), and one RQ worker per core
+        # without lanes, on the same shards (a quarter of the rows each): alternating, twice
+        results["lanes"] = []
+        shard_rows = max(1, args.images // 4)
+        for round_ in (1, 2):
+            for workers, lanes in ((1, 1), (1, 2), (os.cpu_count() or 2, 1)):
+                print(f"(c) sporeprint, {workers} worker(s) x {lanes} lane(s), round {round_} ...", flush=True)
+                run = measure_sporeprint(source, f"bench-lanes-{round_}-{workers}-{lanes}", 128, 16, env, lanes=lanes,
+                                         workers=workers, shard_rows=shard_rows)
+                results["lanes"].append({**run, "round": round_, "shard_rows": shard_rows})
+                print(run, flush=True)
 
         sweep_source = tmp / "sweep.csv"
         sweep_source.write_text("\n".join(source.read_text().splitlines()[: args.sweep + 1]) + "\n")
@@ -498,6 +539,8 @@ def write_report(args: argparse.Namespace, results: dict[str, Any]) -> None:
         row("(a) sequential loop (notebook: urllib + Pillow, local files)", seq, args.sequential),
         row(f"(b) img2dataset 1.47, {i2d['processes']} processes × {i2d['threads']} threads, local files", i2d,
             args.images),
+        row("(b') img2dataset 1.47, same settings, webdataset shards into S3 (SeaweedFS, via s3fs)",
+            results["img2dataset_s3"], args.images),
         row(f"(c) sporeprint: an RQ worker harvesting into S3 (SeaweedFS), concurrency {sp['concurrency']}, "
             f"{sp['per_domain']} per domain", sp, args.images),
         "",
@@ -526,7 +569,8 @@ def write_report(args: argparse.Namespace, results: dict[str, Any]) -> None:
         return (f"| {name} | {own:.1f} | {web_ms:.1f} | {s3_ms:.1f} | {total:.1f} | "
                 f"{ceiling:.0f} images/s | {result['images_per_s'] / ceiling if ceiling else 0:.0%} |")
 
-    for name, result in (("(a) sequential", seq), ("(b) img2dataset", i2d), ("(c) sporeprint", sp)):
+    for name, result in (("(a) sequential", seq), ("(b) img2dataset", i2d),
+                         ("(b') img2dataset → S3", results["img2dataset_s3"]), ("(c) sporeprint", sp)):
         lines.append(cpu_row(name, result))
     web_ms, s3_ms = (1000 * sp.get(key, 0.0) / max(1, sp["ok"]) for key in ("cpu_web_s", "cpu_s3_s"))
     goal = 1.5 * i2d["images_per_s"]
@@ -549,19 +593,23 @@ def write_report(args: argparse.Namespace, results: dict[str, Any]) -> None:
         f"{own_ms - image_ms:.1f} ms of it on the rest: the two HTTP exchanges (GET from the host, PUT to S3), "
         "the event loop and the checkpoints.",
         "",
-        f"## sporeprint: one fetch lane or two ({args.images} images, concurrency 128, 16 per domain)",
+        f"## sporeprint: fetch lanes or one RQ worker per core ({args.images} images, concurrency 128, 16 per "
+        "domain)",
         "",
-        "A lane is an event loop with its thread pool; with two, each is a child process with half the domains. "
-        f"The default is one lane per two usable CPUs: {max(1, -(-cores // 2))} here. Runs alternate, twice.",
+        "A lane is an event loop with its thread pool; with two, each is a child process with half of a shard's "
+        f"domains. The other way to use {cores} cores: {cores} RQ workers, one lane each, taking the harvest's "
+        f"shards ({results['lanes'][0]['shard_rows']} rows each here, so that every worker has some). Runs "
+        "alternate, twice; the time is the harvest's, from the plan's start to the merge's end.",
         "",
-        "| round | lanes | images/s | peak PSS / largest RSS / summed RSS |",
+        "| round | workers × lanes | images/s | peak PSS / largest RSS / summed RSS |",
         "|---:|---:|---:|---:|",
-        *(f"| {run['round']} | {run['lanes']} | {run['images_per_s']:.1f} | {mem(run)} |" for run in results["lanes"]),
+        *(f"| {run['round']} | {run['workers']} × {run['lanes']} | {run['images_per_s']:.1f} | {mem(run)} |"
+          for run in results["lanes"]),
         "",
-        "| round, lanes: CPU per stored image | its own processes | fixture web | S3 server | total | ceiling "
-        "| reached |",
+        "| round, workers × lanes: CPU per stored image | its own processes | fixture web | S3 server | total "
+        "| ceiling | reached |",
         "|---|---:|---:|---:|---:|---:|---:|",
-        *(cpu_row(f"{run['round']}, {run['lanes']}", run) for run in results["lanes"]),
+        *(cpu_row(f"{run['round']}, {run['workers']} × {run['lanes']}", run) for run in results["lanes"]),
         "",
         f"## img2dataset settings tried ({args.sweep} images each)",
         "",
@@ -606,7 +654,8 @@ def run_one(argv: list[str]) -> None:
     if kind == "sequential":
         result = run_sequential(json.loads(Path(argv[1]).read_text()), Path(argv[2]))
     elif kind == "img2dataset":
-        result = run_img2dataset(json.loads(Path(argv[1]).read_text()), Path(argv[2]), int(argv[3]), int(argv[4]))
+        result = run_img2dataset(json.loads(Path(argv[1]).read_text()), Path(argv[2]), int(argv[3]), int(argv[4]),
+                                 argv[5] if len(argv) > 5 else None)
     else:
         raise SystemExit(f"unknown contender {kind}")
     print(json.dumps(result), flush=True)

@@ -115,6 +115,20 @@ class _Step:
         current = self.control.job_id()
         return current is not None and current != self.plan_id
 
+    @contextmanager
+    def leased(self, ttl: int, key: str | None = None) -> Iterator[dict[str, Any] | None]:
+        """The preamble of every step: a harvest already finished gives its outcome, a step of an older attempt
+        ``{"superseded": True}``; otherwise the block runs holding the lease (the harvest's, or ``key``) and
+        gets None. The step returns what it got when it is not None."""
+        finished = self.state.outcome()
+        if finished is not None:
+            yield finished.model_dump(mode="json")
+        elif self.superseded():
+            yield {"superseded": True}
+        else:
+            with _lease(self.control, ttl, key):
+                yield None
+
     def blacklist(self, downloader: DownloaderSettings) -> tuple[Blacklist, str]:
         blacklist, origin = asyncio.run(load_blacklist(
             self.settings.curator_url, self.store, downloader.blacklist_cache_key, downloader.blacklist_timeout_s))
@@ -124,12 +138,9 @@ class _Step:
 
 def plan_harvest(harvest_id: str, attempt: int, settings: Settings, downloader: DownloaderSettings) -> dict[str, Any]:
     step = _Step(harvest_id, attempt, settings)
-    finished = step.state.outcome()
-    if finished is not None:
-        return finished.model_dump(mode="json")
-    if step.superseded():
-        return {"superseded": True}
-    with _lease(step.control, downloader.lease_ttl_s):
+    with step.leased(downloader.lease_ttl_s) as ended:
+        if ended is not None:
+            return ended
         plan = step.state.plan(attempt)
         if plan is None:  # not planned before (a retried plan job keeps the plan it saved)
             request = step.state.request()
@@ -166,13 +177,10 @@ def plan_harvest(harvest_id: str, attempt: int, settings: Settings, downloader: 
 def harvest_shard(harvest_id: str, attempt: int, shard: int, settings: Settings,
                   downloader: DownloaderSettings) -> dict[str, Any]:
     step = _Step(harvest_id, attempt, settings)
-    finished = step.state.outcome()
-    if finished is not None:
-        return finished.model_dump(mode="json")
-    if step.superseded():
-        return {"superseded": True}
     name = shard_name(attempt, shard)
-    with _lease(step.control, downloader.lease_ttl_s, step.control.shard_lease_key(name)):
+    with step.leased(downloader.lease_ttl_s, step.control.shard_lease_key(name)) as ended:
+        if ended is not None:
+            return ended
         plan = step.state.plan(attempt)
         if plan is None:
             raise RuntimeError(f"harvest {harvest_id} attempt {attempt} has no plan")
@@ -191,12 +199,9 @@ def harvest_shard(harvest_id: str, attempt: int, shard: int, settings: Settings,
 def finish_harvest(harvest_id: str, attempt: int, settings: Settings,
                    downloader: DownloaderSettings) -> dict[str, Any]:
     step = _Step(harvest_id, attempt, settings)
-    finished = step.state.outcome()
-    if finished is not None:
-        return finished.model_dump(mode="json")
-    if step.superseded():
-        return {"superseded": True}
-    with _lease(step.control, downloader.lease_ttl_s):
+    with step.leased(downloader.lease_ttl_s) as ended:
+        if ended is not None:
+            return ended
         request = step.state.request()
         blacklist, origin = step.blacklist(downloader)
         hooks = HarvestHooks(progress=lambda progress: report_progress(**progress, blacklist=origin),

@@ -24,7 +24,7 @@ from services.downloader.harvest.domains import DomainGate
 from services.downloader.harvest.fetch import Fetched, FetchLimits, Outcome, fetch_image
 from services.downloader.harvest.imaging import ImagePolicy, Normalised, normalise
 from services.downloader.harvest.options import HarvestOptions
-from services.downloader.harvest.politeness import Event, GlobalPoliteness
+from services.downloader.harvest.politeness import Event, Exchange, GlobalPoliteness, Release
 from services.downloader.harvest.sink import ImageSink
 from services.downloader.harvest.state import RowResult
 from shared.curation import Blacklist
@@ -37,12 +37,6 @@ from shared.storage import ObjectStore
 logger = logging.getLogger(__name__)
 
 _GLOBAL_POLL_S = 0.02  # how soon a lane asks again for a domain whose global slots other workers hold
-
-
-def _released(running: asyncio.Task[None]) -> None:
-    if not running.cancelled() and running.exception() is not None:
-        # the lease expires by itself; the AIMD step of this answer is lost, nothing else
-        logger.warning("politeness release failed: %s", running.exception())
 
 
 @dataclass(slots=True)
@@ -103,6 +97,7 @@ class FetchLane:
         self._pool: ThreadPoolExecutor | None = None
         self._global: GlobalPoliteness | None = None
         self._leases: dict[str, tuple[str, str]] = {}  # image id -> (domain, its request's global lease token)
+        self._releases: dict[str, list[Release]] = {}  # domain -> leases answered, to give back at the next turn
 
     # ------------------------------------------------------------------ control (on the lane's loop thread)
     def submit(self, tasks: Iterable[RowTask]) -> None:
@@ -148,6 +143,7 @@ class FetchLane:
         finally:
             self._pool.shutdown(wait=True, cancel_futures=True)
             if self._global is not None:
+                await self._give_back(self._global)
                 self._global.close()
                 logger.info("harvest %s: politeness in Redis: %d round trips for %d requests",
                             self.config.harvest_id, self._global.round_trips, self._global.granted)
@@ -163,66 +159,83 @@ class FetchLane:
             if gates:
                 rotation = (rotation + 1) % len(gates)
                 gates = gates[rotation:] + gates[:rotation]
-            next_time: float | None = None
             for gate in gates:
                 if gate.given_up:
                     self._fail_domain(gate)
-                    continue
-                wait_until = await self._launch_ready(gate, now)
+            gates = [gate for gate in gates if not gate.given_up]
+            if self._global is None:
+                for gate in gates:
+                    while self._has_room() and gate.ready(now):
+                        self._launch(gate, gate.queue.popleft())
+                next_time = None
+            else:
+                next_time = await self._launch_granted(self._global, gates, now)
+            for gate in gates:
                 if gate.queue and gate.not_before > now:
-                    wait_until = gate.not_before if wait_until is None else min(wait_until, gate.not_before)
-                if wait_until is not None:
-                    next_time = wait_until if next_time is None else min(next_time, wait_until)
+                    next_time = gate.not_before if next_time is None else min(next_time, gate.not_before)
             timeout = None if next_time is None else max(0.005, next_time - time.monotonic())
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout)
             except TimeoutError:
                 pass
 
-    async def _launch_ready(self, gate: DomainGate, now: float) -> float | None:
-        """Launch what the gate (and, with Redis, the domain's global limit) lets through; returns when to
-        look again if the domain is held back by others."""
-        if self._global is None:
-            while self._has_room() and gate.ready(now):
-                self._launch(gate, gate.queue.popleft())
+    async def _launch_granted(self, politeness: GlobalPoliteness, gates: list[DomainGate], now: float) -> float | None:
+        """One round trip to Redis for this turn: the leases answered since the last one go back, and every
+        ready domain asks for the slots it could use; launch what was granted. Returns when to look again if
+        some domain is held back by other workers (or paused by one)."""
+        asks: dict[str, Exchange] = {}
+        room = self.config.concurrency - self._in_flight
+        memory = 2 * self.config.concurrency - self._in_flight - self._processing
+        for gate in gates:
+            want = min(len(gate.queue), gate.allowed - gate.in_flight, room, memory)
+            if want > 0 and gate.ready(now):
+                asks[gate.name] = Exchange(want=want, cap=gate.allowed)
+                room, memory = room - want, memory - want
+        releases, self._releases = self._releases, {}
+        for domain, leases in releases.items():
+            asks.setdefault(domain, Exchange(cap=self._gate(domain).allowed)).releases = leases
+        if not asks:
             return None
-        if not (self._has_room() and gate.ready(now)):
-            return None
-        want = min(len(gate.queue), gate.allowed - gate.in_flight, self.config.concurrency - self._in_flight,
-                   2 * self.config.concurrency - self._in_flight - self._processing)
-        grant = await self._global.acquire(gate.name, want, gate.allowed)
-        for token in grant.tokens:
-            task = gate.queue.popleft()
-            self._leases[task.image_id] = (gate.name, token)
-            self._launch(gate, task)
-        if grant.tokens:
-            return None
-        # paused (Retry-After, a park seen by another worker) or every slot taken by other workers: look again
-        return time.monotonic() + (grant.wait_s if grant.wait_s > 0 else _GLOBAL_POLL_S)
-
-    async def _release(self, gate: DomainGate, task: RowTask, event: Event, pause_s: float = 0.0) -> None:
-        """The request's slot back: in Redis first (with what its answer said), then in the gate, so that the
-        lane does not ask for the slot again before Redis has it free."""
-        lease = self._leases.pop(task.image_id, None)
         try:
-            if lease is not None and self._global is not None:
-                token = lease[1]
-                try:
-                    await self._global.release(gate.name, [(token, event, pause_s)])
-                except Exception as exc:  # noqa: BLE001 - the lease expires by itself; this AIMD step is lost
-                    logger.warning("harvest %s: politeness release failed: %s", self.config.harvest_id, exc)
-        finally:
-            gate.in_flight -= 1
+            grants = await politeness.exchange(asks)
+        except Exception as exc:  # noqa: BLE001 - the leases given back expire by themselves; this AIMD step is lost
+            logger.warning("harvest %s: politeness in Redis failed: %s", self.config.harvest_id, exc)
+            return time.monotonic() + _GLOBAL_POLL_S
+        next_time: float | None = None
+        for domain, grant in grants.items():
+            gate = self._gates[domain]
+            for token in grant.tokens:
+                task = gate.queue.popleft()
+                self._leases[task.image_id] = (domain, token)
+                self._launch(gate, task)
+            if not grant.tokens and asks[domain].want > 0:
+                # paused (Retry-After, a park seen by another worker) or every slot taken by other workers
+                again = time.monotonic() + (grant.wait_s if grant.wait_s > 0 else _GLOBAL_POLL_S)
+                next_time = again if next_time is None else min(next_time, again)
+        return next_time
 
-    def _release_later(self, task: RowTask, gate: DomainGate) -> None:
-        """On the way out of a cancelled or failed request: give its lease back without waiting."""
+    def _release(self, gate: DomainGate, task: RowTask, event: Event, pause_s: float = 0.0) -> None:
+        """The request's slot back. Its global lease goes back to Redis, with what its answer said, at the
+        dispatch loop's next turn, in the same step (per domain, atomic) as that turn's acquire: the lane never
+        asks Redis for the slot again before Redis has it free."""
+        gate.in_flight -= 1
         lease = self._leases.pop(task.image_id, None)
-        if lease is None or self._global is None:
+        if lease is not None and self._global is not None:
+            self._releases.setdefault(gate.name, []).append((lease[1], event, pause_s))
+            self._wake.set()
+
+    async def _give_back(self, politeness: GlobalPoliteness) -> None:
+        """On the way out: the leases still held or answered go back now rather than at their expiry."""
+        for domain, token in self._leases.values():
+            self._releases.setdefault(domain, []).append((token, Event.none, 0.0))
+        self._leases.clear()
+        releases, self._releases = self._releases, {}
+        if not releases:
             return
-        running = asyncio.create_task(self._global.release(gate.name, [(lease[1], Event.none, 0.0)]))
-        self._tasks.add(running)
-        running.add_done_callback(_released)
-        running.add_done_callback(self._tasks.discard)
+        try:
+            await politeness.exchange({domain: Exchange(releases=leases) for domain, leases in releases.items()})
+        except Exception as exc:  # noqa: BLE001 - they expire by themselves
+            logger.warning("harvest %s: giving politeness leases back failed: %s", self.config.harvest_id, exc)
 
     async def _renew_leases(self, politeness: GlobalPoliteness) -> None:
         """Keep the leases of the requests in flight alive, a few times per lease lifetime."""
@@ -287,13 +300,12 @@ class FetchLane:
             try:
                 fetched = await fetch_image(self._web, task.url, self.limits, self.config.blacklist)
             except BaseException:
-                gate.in_flight -= 1
-                self._release_later(task, gate)
+                self._release(gate, task, Event.none)
                 raise
             now = time.monotonic()
             backoff = self._backoff(task.attempts)
             event, pause = self._observe(gate, fetched, now, backoff)
-            await self._release(gate, task, event, pause)
+            self._release(gate, task, event, pause)
             if fetched.outcome is Outcome.retry:
                 if task.attempts < self.options.retries and not gate.given_up:
                     task.attempts += 1

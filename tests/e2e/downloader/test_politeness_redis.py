@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from services.downloader.harvest.politeness import Event, GlobalPoliteness
+from services.downloader.harvest.politeness import Event, Exchange, GlobalPoliteness
 from shared.queue import redis_connection
 
 pytestmark = pytest.mark.e2e
@@ -53,3 +53,24 @@ def test_a_park_pauses_every_worker(settings, domain) -> None:
     grant = one.acquire_now(domain, 1, 4)
     one.release_now(domain, [(grant.tokens[0], Event.park, 5.0)])
     assert two.acquire_now(domain, 1, 4).wait_s > 4
+
+
+def test_one_exchange_gives_back_then_takes_for_every_domain_in_one_round_trip(settings, domain) -> None:
+    other = f"other-{domain}"
+    one, two = politeness(settings, "h-four"), politeness(settings, "h-four")
+    held = one.exchange_now({domain: Exchange(want=4, cap=4), other: Exchange(want=2, cap=4)})
+    assert [len(held[d].tokens) for d in (domain, other)] == [4, 2] and one.round_trips == 1
+    assert two.acquire_now(domain, 1, 4).tokens == []  # the limit is full
+    # two of the four back (one a 429), and as many as free asked for again, in the same atomic step: the
+    # throttle halves the limit (4 -> 2) and pauses the domain before the acquire runs, so nothing is granted
+    again = one.exchange_now({domain: Exchange(releases=[(held[domain].tokens[0], Event.throttle, 0.3),
+                                                         (held[domain].tokens[1], Event.ok, 0.0)], want=2, cap=4)})
+    assert again[domain].tokens == [] and 0 < again[domain].wait_s <= 0.3
+    time.sleep(0.35)
+    # two still held, the limit is now 2: nobody gets one until they come back
+    assert two.acquire_now(domain, 2, 4).tokens == []
+    back = one.exchange_now({domain: Exchange(releases=[(t, Event.none, 0.0) for t in held[domain].tokens[2:]]),
+                             other: Exchange(releases=[(t, Event.ok, 0.0) for t in held[other].tokens], want=4,
+                                             cap=4)})
+    assert back[domain].tokens == [] and len(back[other].tokens) == 4
+    assert len(two.acquire_now(domain, 4, 4).tokens) == 2
