@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help install lock browser test test-unit test-e2e lint typecheck schema demo down bench bench-import \
-	bench-harvest bench-curate bench-input bench-serve bench-openset clean
+	bench-harvest bench-curate bench-input bench-serve bench-openset bench-recipe clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -59,7 +59,7 @@ demo: $(STAMP) ## the main job: stack, fixture web, services; import, harvest, c
 down: ## stop everything `make demo` started (by PID)
 	@if [ -x $(BIN)/sporeprint ]; then $(BIN)/sporeprint down; fi
 
-bench: bench-import bench-harvest bench-curate bench-input bench-serve bench-openset ## run every benchmark; writes BENCHMARKS.md
+bench: bench-import bench-harvest bench-curate bench-input bench-serve bench-openset bench-recipe ## run every benchmark; writes BENCHMARKS.md
 	$(BIN)/python bench/report.py
 
 bench-import: $(STAMP) ## 2.3M-row GBIF import: rows/s and peak RSS
@@ -80,6 +80,9 @@ bench-serve: $(STAMP) ## /predict (with and without the relevance gate) vs a nai
 
 bench-openset: $(STAMP) ## relevance gate and open-set verdicts on real photos, own negatives and fixtures
 	$(BIN)/python bench/openset.py
+
+bench-recipe: $(STAMP) ## training-recipe ablation on the synthetic proxy: each switch off, top-1 and val loss
+	$(BIN)/python bench/recipe.py
 
 clean: down ## remove the venv, caches and local stack data
 	rm -rf $(VENV) .stack .data .pytest_cache .mypy_cache .ruff_cache

@@ -11,7 +11,7 @@ from machine import cpu_model  # bench/ is on sys.path when a script runs
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
-ORDER = ["import", "harvest", "curate", "input", "serve", "openset"]
+ORDER = ["import", "harvest", "curate", "input", "serve", "openset", "recipe"]
 
 
 

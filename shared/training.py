@@ -14,7 +14,7 @@ import math
 from enum import StrEnum
 from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from shared.schemas import DatasetName, TaxonLevel
 
@@ -29,6 +29,7 @@ class Backbone(StrEnum):
     vgg19 = "vgg19"
     inception_v3 = "inception_v3"
     mobilenet_v3 = "mobilenet_v3"
+    convnext_tiny = "convnext_tiny"
     tiny_cnn = "tiny_cnn"  # a few conv layers: tests and CPU demos
 
 
@@ -131,24 +132,104 @@ class HeadConfig(_Frozen):
 
 
 class OptimizerConfig(_Frozen):
+    """The optimizer and the shape of its learning rate over each phase (head, then fine-tuning)."""
+
     name: OptimizerName = OptimizerName.adam
-    learning_rate: float = Field(default=1e-4, gt=0, le=1)
+    learning_rate: float = Field(default=1e-4, gt=0, le=1, description="the peak rate (after warmup)")
+    weight_decay: float = Field(
+        default=0.0, ge=0, le=1,
+        description="decoupled weight decay (Loshchilov & Hutter 2019: Adam becomes AdamW); Keras applies "
+                    "variable -= variable * weight_decay * learning_rate each step; 0: none")
+    schedule: Literal["constant", "cosine"] = Field(
+        default="constant",
+        description="'constant': the rate stays at learning_rate (ReduceLROnPlateau may lower it); 'cosine': "
+                    "half-cosine decay over each phase's planned epochs (Loshchilov & Hutter 2017, "
+                    "keras.optimizers.schedules.CosineDecay)")
+    warmup_epochs: float = Field(
+        default=0.0, ge=0, le=100,
+        description="linear warmup from 0 to learning_rate at the start of each phase (Goyal et al. 2017: "
+                    "large global batches with a linearly scaled rate need it); 0: none")
+    cosine_floor: float = Field(
+        default=0.0, ge=0, lt=1,
+        description="the cosine ends at this fraction of learning_rate (CosineDecay's alpha)")
 
 
 class AugmentationConfig(_Frozen):
-    """Each augmentation has a strength; 0 (or False) switches it off."""
+    """Each augmentation has a strength; 0 (or False) switches it off.
+
+    The geometric ones (crop, rotation, zoom, flips) are one affine map per image, resampled once."""
 
     rotation: float = Field(default=180, ge=0, le=180, description="max rotation, degrees either way")
     flip_horizontal: bool = True
     flip_vertical: bool = False
-    zoom: float = Field(default=0.1, ge=0, le=0.5, description="max relative zoom in or out")
+    zoom: float = Field(default=0.1, ge=0, le=0.5, description="max relative zoom in or out about the centre")
+    crop_area: tuple[float, float] = Field(
+        default=(1.0, 1.0),
+        description="random resized crop (Szegedy et al. 2015): each training image is a crop covering this "
+                    "range of the image's area, resized to image_size; Model Garden's ImageNet range is "
+                    "(0.08, 1.0), fine-grained species want a milder one, e.g. (0.35, 1.0); (1, 1): off")
+    crop_aspect_ratio: tuple[float, float] = Field(
+        default=(3 / 4, 4 / 3), description="the crop's width/height range, sampled log-uniformly")
+    interpolation: Literal["bilinear", "nearest"] = Field(
+        default="bilinear", description="how the affine map resamples (nearest aliases on rotated edges)")
+    fill_mode: Literal["reflect", "nearest"] = Field(
+        default="reflect",
+        description="what a rotated or shifted image shows outside the photo: 'reflect' mirrors it (Keras "
+                    "RandomRotation's default), 'nearest' repeats the edge pixel (smeared streaks)")
     brightness: float = Field(default=0.1, ge=0, le=1, description="max brightness shift, fraction of 255")
     contrast: float = Field(default=0.1, ge=0, le=1, description="max relative contrast change")
+    saturation: float = Field(default=0.0, ge=0, le=1, description="max relative saturation change")
+    hue: float = Field(
+        default=0.0, ge=0, le=0.5,
+        description="max hue rotation, fraction of the colour wheel; cap colour is diagnostic, keep it small")
+    random_erasing: float = Field(
+        default=0.0, ge=0, le=1,
+        description="probability of erasing one random rectangle (2-33% of the area) with noise (Zhong et al. "
+                    "2020)")
+    mixup_alpha: float = Field(
+        default=0.0, ge=0, le=10, description="MixUp (Zhang et al. 2018): Beta(alpha, alpha) blend of two "
+                                              "images and their labels; 0: off")
+    cutmix_alpha: float = Field(
+        default=0.0, ge=0, le=10, description="CutMix (Yun et al. 2019): a box of another image, labels mixed by "
+                                              "area; 0: off (with MixUp too, each batch takes one of the two)")
+    eval_crop: float = Field(
+        default=1.0, gt=0, le=1,
+        description="validation and test images: the central fraction of each side, resized back to image_size "
+                    "(Model Garden: 0.875); 1: the whole image. Serving must crop alike (see the trainer README)")
+
+    @field_validator("crop_area", "crop_aspect_ratio")
+    @classmethod
+    def _range(cls, value: tuple[float, float], info: ValidationInfo) -> tuple[float, float]:
+        low, high = value
+        if low > high:
+            raise ValueError(f"{info.field_name} must be (min, max) with min <= max, got {value}")
+        if info.field_name == "crop_area" and not 0 < low <= high <= 1:
+            raise ValueError(f"crop_area must lie in (0, 1], got {value}")
+        if info.field_name == "crop_aspect_ratio" and not 0.1 <= low <= high <= 10:
+            raise ValueError(f"crop_aspect_ratio must lie in [0.1, 10], got {value}")
+        return value
+
+    @property
+    def random_crop(self) -> bool:
+        return self.crop_area != (1.0, 1.0)
+
+    @property
+    def geometric(self) -> bool:
+        return bool(self.rotation or self.zoom or self.flip_horizontal or self.flip_vertical or self.random_crop)
+
+    @property
+    def photometric(self) -> bool:
+        return bool(self.brightness or self.contrast or self.saturation or self.hue)
+
+    @property
+    def mixing(self) -> bool:
+        """MixUp or CutMix: the labels become soft (class probabilities)."""
+        return bool(self.mixup_alpha or self.cutmix_alpha)
 
     @property
     def enabled(self) -> bool:
-        return bool(self.rotation or self.flip_horizontal or self.flip_vertical or self.zoom or self.brightness
-                    or self.contrast)
+        """Whether the per-image augmentations change anything (mixing is applied with the labels, apart)."""
+        return bool(self.geometric or self.photometric or self.random_erasing)
 
 
 class EarlyStoppingConfig(_Frozen):
@@ -164,8 +245,15 @@ class ReduceLROnPlateauConfig(_Frozen):
 
 
 class CallbacksConfig(_Frozen):
-    """EarlyStopping and ModelCheckpoint both watch val_accuracy; the best epoch's weights are kept."""
+    """EarlyStopping and ReduceLROnPlateau watch ``monitor``; the kept weights are the epoch with the best
+    validation accuracy (ties: lower validation loss), because models are chosen and promoted on it."""
 
+    monitor: Literal["val_loss", "val_accuracy"] = Field(
+        default="val_loss",
+        description="what EarlyStopping and ReduceLROnPlateau watch: val_loss moves smoothly, val_accuracy of a "
+                    "small validation split jumps by whole images (Keras' default is val_loss)")
+    min_delta: float = Field(default=1e-4, ge=0, le=1,
+                             description="a change smaller than this is no improvement (Keras ReduceLROnPlateau)")
     early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
     reduce_lr: ReduceLROnPlateauConfig = ReduceLROnPlateauConfig()
 
@@ -173,10 +261,18 @@ class CallbacksConfig(_Frozen):
 class FineTuneConfig(_Frozen):
     """After the head has converged: unfreeze the last N backbone layers (BatchNorm stays frozen), lower LR."""
 
-    enabled: bool = False
-    unfreeze_layers: int = Field(default=20, ge=1, description="how many of the backbone's last layers to unfreeze")
+    enabled: bool | Literal["auto"] = Field(
+        default="auto",
+        description="fine-tune after the head phase; 'auto': when the backbone is pretrained (a backbone trained "
+                    "from scratch, weights 'none', is trainable all along: true only adds epochs at the lower rate)")
+    unfreeze_layers: int = Field(
+        default=20, ge=1,
+        description="how many of the backbone's last layers with weights to unfreeze, BatchNorm not counted "
+                    "(BatchNorm layers stay frozen, in inference mode)")
     epochs: int = Field(default=5, ge=1, le=1000)
-    learning_rate: float = Field(default=1e-5, gt=0, le=1)
+    learning_rate: float = Field(
+        default=1e-5, gt=0, le=1,
+        description="peak fine-tuning rate; never above the head's rate as ReduceLROnPlateau left it")
 
 
 class ExportConfig(_Frozen):
@@ -205,7 +301,8 @@ class OpenSetConfig(_Frozen):
 
 
 class TrainingJobSpec(_Frozen):
-    """Everything a training job needs; the same spec always trains the same way on the same manifest version."""
+    """Everything a training job needs: the same spec on the same manifest version trains the same recipe (the
+    same data, splits, model and schedule); the same weights to the bit only with ``deterministic``."""
 
     name: str | None = Field(default=None, max_length=100, description="a label for people")
     data: DataConfig
@@ -225,7 +322,20 @@ class TrainingJobSpec(_Frozen):
     class_weights: Literal["none", "balanced"] = Field(
         default="balanced", description="'balanced' weighs each class by n_samples / (n_classes * n_class)"
     )
-    mixed_precision: bool = False
+    label_smoothing: float = Field(
+        default=0.0, ge=0, lt=1,
+        description="the target is (1 - e) on the class and e spread over all classes (Szegedy et al. 2016; "
+                    "Keras CategoricalCrossentropy label_smoothing; 0.1 is the usual value, the GPU presets "
+                    "use it); 0: hard integer labels, so a stored spec without the field trains as it did")
+    mixed_precision: bool | Literal["auto"] = Field(
+        default="auto",
+        description="mixed_float16 compute (logits stay float32); 'auto': on with a GPU, off on a CPU (no "
+                    "speed-up there); the model's card records what it was")
+    deterministic: bool = Field(
+        default=False,
+        description="bit-identical reruns of the same spec on the same hardware and software: op determinism "
+                    "(tf.config.experimental.enable_op_determinism, for the whole worker process), tf.data in "
+                    "order, and augmentations from the seed; slower (about 10-30% here), so off by default")
     jit_compile: bool | None = Field(
         default=None,
         description="XLA-compile the train step; None: only on a GPU (on a CPU it costs more than it saves)",
@@ -254,6 +364,13 @@ class TrainingJobSpec(_Frozen):
                 f"image_size {self.data.image_size} is too small for {self.backbone.name.value} (minimum {minimum})"
             )
         return self
+
+    @property
+    def fine_tuning(self) -> bool:
+        """Whether the job has a fine-tuning phase (``fine_tune.enabled`` with 'auto' resolved)."""
+        if self.fine_tune.enabled == "auto":
+            return self.backbone.keras_weights is not None
+        return bool(self.fine_tune.enabled)
 
     def pinned(self, manifest_version: int) -> TrainingJobSpec:
         """This spec with its manifest version fixed (what the job actually trains on)."""

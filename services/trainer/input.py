@@ -1,25 +1,24 @@
 """The tf.data input pipeline: cached files or streamed shards -> decode -> resize -> batch -> augment -> prefetch.
 
-Augmentation runs on whole batches of uint8 images: rotation (any angle), zoom and flips are folded into one
-affine map per image, and the batch is resampled by a single batched ``tf.gather`` (nearest neighbour, edge
-pixels extended like ImageDataGenerator's default ``fill_mode="nearest"``). On a CPU that is about four times
-faster than ``ImageProjectiveTransformV3`` (Keras' RandomRotation), so rotating by up to 180 degrees costs
-little over plain decoding (ImageDataGenerator rotated image by image in Python, which is what doubled the
-old epoch time). Output images are float32 RGB in [0, 255], the model's input contract (shared/registry.py);
-normalisation lives inside the model.
+Augmentation (``augment.py``) runs on whole batches of uint8 images, seeded per batch from
+``tf.data.Dataset.random`` (a new draw every epoch, the same draws for the same seed). Output images are float32
+RGB in [0, 255], the model's input contract (shared/registry.py); normalisation lives inside the model.
+
+Order: the parallel maps leave it to the dataset's ``deterministic`` option, which is off for training (speed)
+and on otherwise; :func:`finish_split` turns it on for training too when the spec asks for determinism. Then the
+labels: one-hot for label smoothing and MixUp/CutMix, and the evaluation crop (also in :func:`finish_split`).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 
-import numpy as np
 import tensorflow as tf
 
+from services.trainer.augment import augment_batch, centre_crop, mix_batch
 from services.trainer.shards import FEATURES
 from shared.model_input import decode_tensor, resize_for_model
-from shared.training import AugmentationConfig
+from shared.training import AugmentationConfig, TrainingJobSpec
 
 AUTOTUNE = tf.data.AUTOTUNE
 SHARD_FEATURES = {name: FEATURES[name] for name in ("image", "label")}  # what training reads of a record
@@ -36,53 +35,6 @@ def decode_resize_bytes(data: tf.Tensor, image_size: int) -> tf.Tensor:
     return image
 
 
-def _centred_grid(height: int, width: int) -> tuple[tf.Tensor, tf.Tensor]:
-    ys, xs = np.meshgrid(np.arange(height, dtype="float32") - (height - 1) / 2,
-                         np.arange(width, dtype="float32") - (width - 1) / 2, indexing="ij")
-    return tf.constant(xs.reshape(1, -1)), tf.constant(ys.reshape(1, -1))
-
-
-def geometric_augment(images: tf.Tensor, config: AugmentationConfig) -> tf.Tensor:
-    """Random rotation, zoom and flips of a batch (B, H, W, C) with static H and W, any dtype."""
-    height, width = int(images.shape[1]), int(images.shape[2])
-    batch = tf.shape(images)[0]
-    grid_x, grid_y = _centred_grid(height, width)
-    angle = tf.random.uniform([batch, 1], -1.0, 1.0) * (config.rotation * math.pi / 180.0)
-    scale = 1.0 + tf.random.uniform([batch, 1], -config.zoom, config.zoom) if config.zoom else tf.ones([batch, 1])
-    flip_x = _random_sign(batch) if config.flip_horizontal else tf.ones([batch, 1])
-    flip_y = _random_sign(batch) if config.flip_vertical else tf.ones([batch, 1])
-    cos, sin = tf.cos(angle) / scale, tf.sin(angle) / scale
-    # Output pixel p samples input pixel c + M (p - c), with M = R(angle) F / scale and c the centre.
-    source_x = cos * flip_x * grid_x - sin * flip_y * grid_y + (width - 1) / 2 + 0.5
-    source_y = sin * flip_x * grid_x + cos * flip_y * grid_y + (height - 1) / 2 + 0.5
-    source_x = tf.clip_by_value(source_x, 0.0, width - 0.5)  # outside the image: the nearest edge pixel
-    source_y = tf.clip_by_value(source_y, 0.0, height - 0.5)
-    index = tf.cast(source_y, tf.int32) * width + tf.cast(source_x, tf.int32)
-    flat = tf.reshape(images, [batch, height * width, -1])
-    return tf.reshape(tf.gather(flat, index, batch_dims=1), tf.shape(images))
-
-
-def augment_batch(images: tf.Tensor, config: AugmentationConfig) -> tf.Tensor:
-    """Geometric augmentation, then brightness/contrast; returns float32 in [0, 255]."""
-    if config.rotation or config.zoom or config.flip_horizontal or config.flip_vertical:
-        images = geometric_augment(images, config)
-    images = tf.cast(images, tf.float32)
-    batch = tf.shape(images)[0]
-    if config.brightness:
-        images = images + tf.random.uniform([batch, 1, 1, 1], -config.brightness, config.brightness) * 255.0
-    if config.contrast:
-        mean = tf.reduce_mean(images, axis=[1, 2, 3], keepdims=True)
-        factor = 1.0 + tf.random.uniform([batch, 1, 1, 1], -config.contrast, config.contrast)
-        images = (images - mean) * factor + mean
-    if config.brightness or config.contrast:
-        images = tf.clip_by_value(images, 0.0, 255.0)
-    return images
-
-
-def _random_sign(batch: tf.Tensor) -> tf.Tensor:
-    return tf.where(tf.random.uniform([batch, 1]) < 0.5, -1.0, 1.0)
-
-
 def build_dataset(
     paths: Sequence[str],
     labels: Sequence[int],
@@ -97,8 +49,8 @@ def build_dataset(
     if shuffle:
         dataset = dataset.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.map(lambda path, label: (decode_resize(path, image_size), label),
-                          num_parallel_calls=AUTOTUNE, deterministic=not shuffle)
-    return _batch_augment(dataset, batch_size, augmentation)
+                          num_parallel_calls=AUTOTUNE)
+    return _batch_augment(dataset, batch_size, augmentation, shuffle, seed)
 
 
 def build_shard_dataset(
@@ -133,8 +85,7 @@ def build_shard_dataset(
 
     files = keys.map(fetch_path, num_parallel_calls=parallel_fetches, deterministic=True)
     if shuffle:
-        records = files.interleave(tf.data.TFRecordDataset, cycle_length=cycle_length, num_parallel_calls=AUTOTUNE,
-                                   deterministic=False)
+        records = files.interleave(tf.data.TFRecordDataset, cycle_length=cycle_length, num_parallel_calls=AUTOTUNE)
         records = records.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     else:
         records = files.interleave(tf.data.TFRecordDataset, cycle_length=1)
@@ -143,18 +94,53 @@ def build_shard_dataset(
         record = tf.io.parse_single_example(serialized, SHARD_FEATURES)
         return decode_resize_bytes(record["image"], image_size), tf.cast(record["label"], tf.int32)
 
-    dataset = records.map(decode, num_parallel_calls=AUTOTUNE, deterministic=not shuffle)
-    return _batch_augment(dataset, batch_size, augmentation)
+    dataset = records.map(decode, num_parallel_calls=AUTOTUNE)
+    return _batch_augment(dataset, batch_size, augmentation, shuffle, seed)
 
 
-def _batch_augment(dataset: tf.data.Dataset, batch_size: int,
-                   augmentation: AugmentationConfig | None) -> tf.data.Dataset:
+def batch_seeds(seed: int) -> tf.data.Dataset:
+    """One stateless seed (2,) per batch: the same sequence for the same seed, a new one each epoch."""
+    return tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+
+
+def _in_order(dataset: tf.data.Dataset, deterministic: bool) -> tf.data.Dataset:
+    options = tf.data.Options()
+    options.deterministic = deterministic
+    return dataset.with_options(options)
+
+
+def _batch_augment(dataset: tf.data.Dataset, batch_size: int, augmentation: AugmentationConfig | None,
+                   shuffle: bool, seed: int) -> tf.data.Dataset:
     dataset = dataset.batch(batch_size, num_parallel_calls=AUTOTUNE)
     if augmentation is not None and augmentation.enabled:
         # XLA fuses the coordinate arithmetic of the whole batch into a few loops: ~4x faster on a CPU.
-        augment = tf.function(lambda images: augment_batch(images, augmentation), jit_compile=True)
-        dataset = dataset.map(lambda images, label: (augment(images), label), num_parallel_calls=AUTOTUNE)
+        augment = tf.function(lambda images, seeds: augment_batch(images, augmentation, seeds), jit_compile=True)
+        dataset = tf.data.Dataset.zip(dataset, batch_seeds(seed)).map(
+            lambda batch, seeds: (augment(batch[0], seeds), batch[1]), num_parallel_calls=AUTOTUNE)
     else:
         dataset = dataset.map(lambda images, label: (tf.cast(images, tf.float32), label),
+                              num_parallel_calls=AUTOTUNE)
+    # Unordered parallel maps are faster; only shuffled (training) data may come out of order.
+    return _in_order(dataset, not shuffle).prefetch(AUTOTUNE)
+
+
+def finish_split(dataset: tf.data.Dataset, spec: TrainingJobSpec, num_classes: int, training: bool,
+                 soft_labels: bool) -> tf.data.Dataset:
+    """What the recipe adds to an input source's batches: order, label form, MixUp/CutMix, evaluation crop.
+
+    ``soft_labels``: labels become one-hot float32 (B, classes), as label smoothing and mixing need; every split
+    then has them, because Keras evaluates validation with the training loss."""
+    augmentation = spec.augmentation
+    if spec.deterministic:
+        dataset = _in_order(dataset, True)
+    if soft_labels:
+        dataset = dataset.map(lambda images, labels: (images, tf.one_hot(labels, num_classes, dtype=tf.float32)),
+                              num_parallel_calls=AUTOTUNE)
+    if training and augmentation.mixing:
+        # A seed sequence apart from the per-image augmentations' (same spec seed, another stream).
+        dataset = tf.data.Dataset.zip(dataset, batch_seeds(spec.seed + 1)).map(
+            lambda batch, seeds: mix_batch(batch[0], batch[1], augmentation, seeds), num_parallel_calls=AUTOTUNE)
+    if not training and augmentation.eval_crop < 1:
+        dataset = dataset.map(lambda images, labels: (centre_crop(images, augmentation.eval_crop), labels),
                               num_parallel_calls=AUTOTUNE)
     return dataset.prefetch(AUTOTUNE)

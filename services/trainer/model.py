@@ -36,6 +36,7 @@ _APPLICATIONS: dict[Backbone, tuple[Callable[..., keras.Model], str]] = {
     Backbone.vgg19: (keras.applications.VGG19, "caffe"),
     Backbone.inception_v3: (keras.applications.InceptionV3, "tf"),
     Backbone.mobilenet_v3: (keras.applications.MobileNetV3Small, "included"),
+    Backbone.convnext_tiny: (keras.applications.ConvNeXtTiny, "included"),  # its Normalization layer: [0, 255] in
 }
 
 
@@ -100,43 +101,56 @@ def build_model(spec: TrainingJobSpec, num_classes: int) -> keras.Model:
     return keras.Model(inputs, outputs, name=f"sporeprint_{spec.backbone.name.value}")
 
 
-def make_optimizer(name: OptimizerName, learning_rate: float) -> keras.optimizers.Optimizer:
+def make_optimizer(name: OptimizerName, learning_rate: float, weight_decay: float = 0.0) -> keras.optimizers.Optimizer:
+    """Keras 3 optimizers all take decoupled ``weight_decay`` (Adam with it is AdamW, Loshchilov & Hutter 2019)."""
+    decay = weight_decay or None
     if name is OptimizerName.sgd:
-        return keras.optimizers.SGD(learning_rate, momentum=0.9)
+        return keras.optimizers.SGD(learning_rate, momentum=0.9, weight_decay=decay)
     if name is OptimizerName.rmsprop:
-        return keras.optimizers.RMSprop(learning_rate)
+        return keras.optimizers.RMSprop(learning_rate, weight_decay=decay)
+    if decay:
+        return keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay)
     return keras.optimizers.Adam(learning_rate)
 
 
 def compile_model(
-    model: keras.Model, name: OptimizerName, learning_rate: float, jit_compile: bool | None = None
+    model: keras.Model, name: OptimizerName, learning_rate: float, jit_compile: bool | None = None, *,
+    weight_decay: float = 0.0, label_smoothing: float = 0.0, soft_labels: bool = False,
 ) -> None:
+    """``soft_labels``: the datasets give one-hot or mixed (B, classes) labels, which label smoothing needs
+    (Keras' sparse cross-entropy has no smoothing) and MixUp/CutMix make; otherwise integer labels."""
     if jit_compile is None:
         import tensorflow as tf
 
         jit_compile = bool(tf.config.list_physical_devices("GPU"))
-    model.compile(
-        optimizer=make_optimizer(name, learning_rate),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-        jit_compile=jit_compile,
-    )
+    if soft_labels:
+        loss: keras.losses.Loss = keras.losses.CategoricalCrossentropy(from_logits=True,
+                                                                      label_smoothing=label_smoothing)
+        accuracy: keras.metrics.Metric = keras.metrics.CategoricalAccuracy(name="accuracy")
+    elif label_smoothing:
+        raise ValueError("label smoothing needs soft (one-hot) labels")
+    else:
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+    model.compile(optimizer=make_optimizer(name, learning_rate, weight_decay), loss=loss, metrics=[accuracy],
+                  jit_compile=jit_compile)
 
 
 def unfreeze_for_fine_tuning(model: keras.Model, layers: int) -> int:
-    """Unfreeze the backbone's last ``layers`` layers except BatchNorm; returns how many became trainable.
+    """Unfreeze the backbone's last ``layers`` layers with weights, BatchNorm neither counted nor unfrozen;
+    returns how many became trainable (``layers``, or fewer in a small backbone).
 
-    A backbone that trained from scratch is already trainable: it stays so (fine-tuning only lowers the LR).
+    BatchNorm stays frozen and in inference mode: its moving statistics are ImageNet's, and a small fine-tuning
+    batch would overwrite them with noisy ones (the Keras transfer-learning guide does the same). A backbone that
+    trained from scratch is already trainable: it stays so (fine-tuning only lowers the LR).
     """
     backbone = model.get_layer(BACKBONE_LAYER)
     if backbone.trainable and all(layer.trainable for layer in backbone.layers):
         return len(backbone.layers)
     backbone.trainable = True
-    candidates = [layer for layer in backbone.layers if layer.weights]
-    tail = candidates[-layers:]
-    unfrozen = 0
+    candidates = [layer for layer in backbone.layers
+                  if layer.weights and not isinstance(layer, keras.layers.BatchNormalization)]
+    tail = set(map(id, candidates[-layers:]))
     for layer in backbone.layers:
-        trainable = layer in tail and not isinstance(layer, keras.layers.BatchNormalization)
-        layer.trainable = trainable
-        unfrozen += trainable
-    return unfrozen
+        layer.trainable = id(layer) in tail
+    return len(tail)

@@ -109,6 +109,7 @@ class SweepOut(BaseModel):
     created_at: datetime
     grid: dict[str, list[Any]]
     rows: list[SweepRow]
+    missing_jobs: int = Field(default=0, description="jobs whose record expired without leaving a model")
     best_job_id: str | None = Field(default=None, description="highest validation accuracy among complete jobs")
     plot_url: str
 

@@ -32,9 +32,11 @@ import tensorflow as tf
 from services.trainer import evaluation
 from services.trainer.core.config import get_trainer_settings
 from services.trainer.dataset import DatasetPlan, load_plan
+from services.trainer.input import finish_split
 from services.trainer.model import build_model, compile_model, unfreeze_for_fine_tuning
 from services.trainer.multiworker import ClusterRole, cluster_role
 from services.trainer.promotion import maybe_auto_promote
+from services.trainer.schedule import LearningRateController, PhaseCurve, PlateauState, fine_tune_peak, improved, scalar
 from services.trainer.sources import InputSource, open_input
 from shared import openset
 from shared.manifests import ManifestStore
@@ -53,7 +55,8 @@ PHASE_FINE_TUNE = "fine_tune"
 PHASE_DONE = "done"
 
 # card.metrics: validation figures (model choice) first, then test figures (reported only)
-SUMMARY_METRICS = ("val_top1", "val_ece", "top1", "top3", "top5", "macro_f1", "test_ece", "test_novelty_retained")
+SUMMARY_METRICS = ("val_top1", "val_ece", "top1", "top3", "top5", "macro_f1", "test_ece", "test_novelty_retained",
+                   "val_obs_top1", "obs_top1", "obs_top5", "obs_novelty_retained")
 
 
 class JobCanceled(RuntimeError):
@@ -101,17 +104,34 @@ def make_strategy(distribution: DistributionStrategy) -> tf.distribute.Strategy:
 
 @dataclass
 class TrainingState:
-    """What survives a crash (``checkpoint/state.json``): where the run is and what it has learnt so far."""
+    """What survives a crash (``checkpoint/state.json``): where the run is and what it has learnt so far.
+
+    A state.json written before a field existed still loads (every field has a default)."""
 
     phase: str = PHASE_HEAD
     epoch: int = 0  # epochs finished, both phases together
     history: list[dict[str, Any]] = field(default_factory=list)
-    best_val_accuracy: float = -1.0
+    best_val_accuracy: float = -1.0  # of the kept weights (best epoch)
+    best_val_loss: float | None = None  # of the kept weights: breaks ties of val_accuracy
     best_epoch: int | None = None
-    wait: int = 0  # epochs without improvement (EarlyStopping)
+    monitor_best: float | None = None  # EarlyStopping's best value of callbacks.monitor in this phase
+    wait: int = 0  # epochs without improvement of callbacks.monitor (EarlyStopping)
+    plateau: PlateauState = field(default_factory=PlateauState)  # ReduceLROnPlateau, this phase
     fine_tune_start: int | None = None
+    fine_tune_learning_rate: float | None = None  # the fine-tuning peak as used (capped by the head's rate)
     epoch_seconds: list[float] = field(default_factory=list)
     resumed_from: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.plateau, dict):
+            self.plateau = PlateauState(**self.plateau)
+
+    def kept_weights_improved(self, val_accuracy: float, val_loss: float | None) -> bool:
+        """ModelCheckpoint's choice: higher val_accuracy, or the same with a lower val_loss (on a small
+        validation split many epochs tie on accuracy; the lower loss is the better calibrated of them)."""
+        if val_accuracy != self.best_val_accuracy:
+            return val_accuracy > self.best_val_accuracy
+        return val_loss is not None and (self.best_val_loss is None or val_loss < self.best_val_loss)
 
 
 class Checkpoints:
@@ -169,8 +189,9 @@ class Checkpoints:
 
 
 class EpochBookkeeper(keras.callbacks.Callback):
-    """History, best-epoch tracking (ModelCheckpoint on val_accuracy), EarlyStopping, checkpoint upload,
-    progress and cancellation, all in one place so that all of it survives a resume."""
+    """History, best-epoch tracking (ModelCheckpoint on val_accuracy, ties on val_loss), EarlyStopping (on
+    callbacks.monitor), checkpoint upload, progress and cancellation, all in one place so that all of it survives
+    a resume. Runs after the LearningRateController, so the saved state has this epoch's plateau counters."""
 
     def __init__(self, run: TrainingRun, phase_end: int) -> None:
         super().__init__()
@@ -185,21 +206,27 @@ class EpochBookkeeper(keras.callbacks.Callback):
         state, spec = self.run.state, self.run.spec
         row: dict[str, Any] = {"epoch": epoch + 1, "phase": state.phase,
                                **{name: float(value) for name, value in (logs or {}).items()}}
-        row["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        row["learning_rate"] = scalar(self.model.optimizer.learning_rate)
         state.history.append(row)
         state.epoch = epoch + 1
         state.epoch_seconds.append(time.monotonic() - self.started)
         val_accuracy = float(row.get("val_accuracy", 0.0))
-        improved = val_accuracy > state.best_val_accuracy
-        if improved:
-            state.best_val_accuracy, state.best_epoch, state.wait = val_accuracy, epoch + 1, 0
+        val_loss = float(row["val_loss"]) if "val_loss" in row else None
+        keep = state.kept_weights_improved(val_accuracy, val_loss)
+        if keep:
+            state.best_val_accuracy, state.best_val_loss, state.best_epoch = val_accuracy, val_loss, epoch + 1
+        callbacks = spec.callbacks
+        value = row.get(callbacks.monitor)
+        if value is not None and improved(value, state.monitor_best, callbacks.monitor, callbacks.min_delta):
+            state.monitor_best, state.wait = value, 0
         else:
             state.wait += 1
-        if spec.callbacks.early_stopping.enabled and state.wait >= spec.callbacks.early_stopping.patience:
-            logger.info("early stopping after epoch %d (best val_accuracy %.4f at epoch %s)",
-                        epoch + 1, state.best_val_accuracy, state.best_epoch)
+        if callbacks.early_stopping.enabled and state.wait >= callbacks.early_stopping.patience:
+            logger.info("early stopping after epoch %d (%s has not improved for %d epochs; kept weights: epoch %s, "
+                        "val_accuracy %.4f)", epoch + 1, callbacks.monitor, state.wait, state.best_epoch,
+                        state.best_val_accuracy)
             self.model.stop_training = True
-        self.run.checkpoints.save(self.model, state, improved)
+        self.run.checkpoints.save(self.model, state, keep)
         logger.info("epoch %d/%d %s", epoch + 1, self.run.total_epochs,
                     " ".join(f"{k}={v:.4f}" for k, v in row.items() if isinstance(v, float)))
         self.run.report_epoch(row)
@@ -222,7 +249,7 @@ class TrainingRun:
     ) -> None:
         if spec.data.manifest_version is None:
             raise ValueError("the spec's manifest version must be pinned before training")
-        self.spec = spec
+        self.spec = resolve_mixed_precision(spec)
         self.model_id = model_id
         self.job_id = job_id
         self.store = store
@@ -242,7 +269,7 @@ class TrainingRun:
 
     @property
     def total_epochs(self) -> int:
-        return self.spec.epochs + (self.spec.fine_tune.epochs if self.spec.fine_tune.enabled else 0)
+        return self.spec.epochs + (self.spec.fine_tune.epochs if self.spec.fine_tuning else 0)
 
     # --- progress -------------------------------------------------------------------------------------
     def report_epoch(self, row: dict[str, Any]) -> None:
@@ -260,7 +287,22 @@ class TrainingRun:
         self.plan = plan = load_plan(manifests, self.spec.data)
         self.input = open_input(self.spec, plan, self.store, self.work_dir, self.global_batch_size,
                                 get_trainer_settings(), self.progress)
-        return {split: self.input.dataset(split, training=split == "train") for split in plan.splits}
+        return {split: self.split_dataset(split, training=split == "train") for split in plan.splits}
+
+    def split_dataset(self, split: str, training: bool) -> tf.data.Dataset:
+        assert self.input is not None and self.plan is not None
+        return finish_split(self.input.dataset(split, training=training), self.spec, len(self.plan.classes),
+                            training, self.soft_labels)
+
+    @property
+    def soft_labels(self) -> bool:
+        """One-hot labels and categorical cross-entropy: label smoothing and MixUp/CutMix need them."""
+        return bool(self.spec.label_smoothing or self.spec.augmentation.mixing)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        assert self.plan is not None
+        return max(1, -(-len(self.plan.splits["train"]) // self.global_batch_size))
 
     def class_weights(self) -> dict[int, float] | None:
         if self.spec.class_weights == "none" or self.plan is None:
@@ -308,18 +350,25 @@ class TrainingRun:
             "workers": self.role.workers if self.role else 1,
             "per_replica_batch_size": spec.batch_size, "global_batch_size": self.global_batch_size,
             "learning_rate": self.scaled_learning_rate(spec.optimizer.learning_rate),
-            "fine_tune_learning_rate": self.scaled_learning_rate(spec.fine_tune.learning_rate)
-            if spec.fine_tune.enabled else None,
+            "fine_tune_learning_rate": (self.state.fine_tune_learning_rate
+                                        or self.scaled_learning_rate(spec.fine_tune.learning_rate))
+            if spec.fine_tuning else None,
         }
 
+    def phase_curve(self) -> PhaseCurve:
+        """This phase's learning-rate curve (the head's, or fine-tuning's from its capped peak)."""
+        spec = self.spec
+        if self.state.phase == PHASE_FINE_TUNE:
+            assert self.state.fine_tune_learning_rate is not None
+            return PhaseCurve.for_phase(spec.optimizer, self.state.fine_tune_learning_rate, spec.fine_tune.epochs,
+                                        self.steps_per_epoch)
+        return PhaseCurve.for_phase(spec.optimizer, self.scaled_learning_rate(spec.optimizer.learning_rate),
+                                    spec.epochs, self.steps_per_epoch)
+
     def _callbacks(self, phase_end: int) -> list[keras.callbacks.Callback]:
-        callbacks: list[keras.callbacks.Callback] = [EpochBookkeeper(self, phase_end)]
-        reduce_lr = self.spec.callbacks.reduce_lr
-        if reduce_lr.enabled:
-            callbacks.append(keras.callbacks.ReduceLROnPlateau(
-                monitor="val_accuracy", mode="max", factor=reduce_lr.factor, patience=reduce_lr.patience,
-                min_lr=reduce_lr.min_lr, verbose=0))
-        return callbacks
+        # The controller first: the bookkeeper saves the state with this epoch's plateau counters.
+        return [LearningRateController(self.phase_curve(), self.state.plateau, self.spec.callbacks),
+                EpochBookkeeper(self, phase_end)]
 
     def _fit(self, model: keras.Model, datasets: dict[str, tf.data.Dataset], until: int) -> None:
         if self.state.epoch >= until:
@@ -327,10 +376,32 @@ class TrainingRun:
         model.fit(datasets["train"], validation_data=datasets["validation"], initial_epoch=self.state.epoch,
                   epochs=until, callbacks=self._callbacks(until), class_weight=self.class_weights(), verbose=0)
 
+    def _compile(self, model: keras.Model, learning_rate: float) -> None:
+        spec = self.spec
+        compile_model(model, spec.optimizer.name, learning_rate, spec.jit_compile,
+                      weight_decay=spec.optimizer.weight_decay, label_smoothing=spec.label_smoothing,
+                      soft_labels=self.soft_labels)
+
+    def _start_fine_tuning(self, model: keras.Model) -> None:
+        spec, state = self.spec, self.state
+        self._restore_best(model)
+        unfrozen = unfreeze_for_fine_tuning(model, spec.fine_tune.unfreeze_layers)
+        state.fine_tune_learning_rate = fine_tune_peak(
+            self.scaled_learning_rate(spec.fine_tune.learning_rate),
+            self.scaled_learning_rate(spec.optimizer.learning_rate), state.plateau)
+        logger.info("fine-tuning: %d backbone layers unfrozen, peak lr %g", unfrozen, state.fine_tune_learning_rate)
+        self._compile(model, state.fine_tune_learning_rate)
+        # A new phase: EarlyStopping and ReduceLROnPlateau start counting afresh.
+        state.fine_tune_start, state.wait, state.monitor_best = state.epoch, 0, None
+        state.plateau = PlateauState()
+
     def train(self) -> keras.Model:
         spec = self.spec
-        if spec.mixed_precision:
-            keras.mixed_precision.set_global_policy("mixed_float16")
+        # Set every run: a worker process runs many jobs, and the policy is global.
+        keras.mixed_precision.set_global_policy("mixed_float16" if spec.mixed_precision else "float32")
+        if spec.deterministic:
+            # Process-wide and irreversible: later jobs of this worker run deterministic ops too (slower).
+            tf.config.experimental.enable_op_determinism()
         keras.utils.set_random_seed(spec.seed)
         strategy = self._strategy()
         logger.info("distribution: %s, %d replicas in sync%s, global batch %d, learning rate %g",
@@ -347,8 +418,7 @@ class TrainingRun:
                 model = keras.models.load_model(self.checkpoints.last_path)
             else:
                 model = build_model(spec, len(self.plan.classes))
-                compile_model(model, spec.optimizer.name, self.scaled_learning_rate(spec.optimizer.learning_rate),
-                              spec.jit_compile)
+                self._compile(model, self.scaled_learning_rate(spec.optimizer.learning_rate))
             self.progress(stage=self.state.phase, epoch=self.state.epoch, epochs=self.total_epochs,
                           resumed_from_epoch=self.state.resumed_from[-1] if self.state.resumed_from else None,
                           pid=os.getpid(), history=self.state.history)
@@ -356,15 +426,11 @@ class TrainingRun:
                 stopped_early = self._early_stopped()
                 if not stopped_early:
                     self._fit(model, datasets, spec.epochs)
-                self.state.phase = PHASE_FINE_TUNE if spec.fine_tune.enabled else PHASE_DONE
+                self.state.phase = PHASE_FINE_TUNE if spec.fine_tuning else PHASE_DONE
             if self.state.phase == PHASE_FINE_TUNE:
                 if self.state.fine_tune_start is None:
-                    self._restore_best(model)
-                    unfrozen = unfreeze_for_fine_tuning(model, spec.fine_tune.unfreeze_layers)
-                    learning_rate = self.scaled_learning_rate(spec.fine_tune.learning_rate)
-                    logger.info("fine-tuning: %d backbone layers unfrozen, lr %g", unfrozen, learning_rate)
-                    compile_model(model, spec.optimizer.name, learning_rate, spec.jit_compile)
-                    self.state.fine_tune_start, self.state.wait = self.state.epoch, 0
+                    self._start_fine_tuning(model)
+                assert self.state.fine_tune_start is not None
                 if not self._early_stopped():
                     self._fit(model, datasets, self.state.fine_tune_start + spec.fine_tune.epochs)
                 self.state.phase = PHASE_DONE
@@ -406,7 +472,7 @@ class TrainingRun:
     def embed(self, model: keras.Model, split: str) -> tuple[np.ndarray, np.ndarray]:
         """(features, logits) of a split in plan order: no augmentation, no shuffling (the train split too)."""
         assert self.input is not None
-        dataset = self._datasets[split] if split != "train" else self.input.dataset("train", training=False)
+        dataset = self._datasets[split] if split != "train" else self.split_dataset("train", training=False)
         features, logits = openset.embedding_model(model).predict(dataset, verbose=0)
         return np.asarray(features, dtype=np.float32), np.asarray(logits, dtype=np.float32)
 
@@ -423,6 +489,9 @@ class TrainingRun:
             seed=self.spec.seed)
         validation = {"val_top1": float((val_logits.argmax(axis=1) == val_labels).mean()),
                       "val_ece": fit.card.ece_after}
+        assert self.plan is not None
+        validation.update(evaluation.observation_metrics(
+            val_logits, val_labels, [e.observation_id for e in self.plan.splits["validation"]], prefix="val_"))
         return fit, validation
 
     def evaluate(self, model: keras.Model, fit: evaluation.OpenSetFit) -> dict[str, Any]:
@@ -434,6 +503,9 @@ class TrainingRun:
         metrics = evaluation.classification_metrics(openset.softmax(logits, fit.card.temperature), labels,
                                                     self.plan.class_names)
         metrics.update(evaluation.openset_test_figures(logits, features, labels, fit))
+        metrics.update(evaluation.observation_metrics(
+            logits, labels, [e.observation_id for e in self.plan.splits["test"]],
+            novelty=fit.scorer.score(features) / fit.card.threshold))
         return metrics
 
     # --- artifacts and registry -----------------------------------------------------------------------
@@ -549,6 +621,14 @@ class TrainingRun:
             return self.registry.card(self.model_id)
         except Exception:  # noqa: BLE001 - no card yet (first run)
             return None
+
+
+def resolve_mixed_precision(spec: TrainingJobSpec) -> TrainingJobSpec:
+    """``mixed_precision: auto`` made true with a GPU, false on a CPU (float16 has no fast path there); the
+    resolved spec is what the card and spec.json record, so the model says how it was trained."""
+    if spec.mixed_precision != "auto":
+        return spec
+    return spec.with_overrides({"mixed_precision": bool(tf.config.list_physical_devices("GPU"))})
 
 
 def _json(value: Any) -> bytes:

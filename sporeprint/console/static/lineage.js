@@ -5,6 +5,13 @@ import {api, el, facts, fail, link, num, pct, show, table, when} from "./core.js
 
 const OPERATION_STEP = {curation: "curation", harvest: "harvest", import: "import"};
 
+/** Whether a spec has a fine-tuning phase: "auto" means only when the backbone is pretrained. */
+function fineTunes(spec) {
+  const enabled = spec.fine_tune && spec.fine_tune.enabled;
+  if (enabled === "auto") return ((spec.backbone && spec.backbone.weights) || "imagenet").toLowerCase() !== "none";
+  return enabled === true;
+}
+
 /** Where the producing job of a manifest version can be looked at, from its `source` field. */
 function sourceLink(info) {
   const source = info.source || "";
@@ -55,7 +62,7 @@ export async function modelLineage(modelId, box) {
           link(`#models`, "all models")))));
     steps.append(el("li", {class: "step", dataset: {step: "spec"}}, el("span", {class: "op op-spec", text: "job spec"}),
       el("div", {}, `${spec.name || "(unnamed)"}: ${spec.epochs ?? "?"} epochs` +
-        `${spec.fine_tune && spec.fine_tune.enabled ? ` + ${spec.fine_tune.epochs} fine-tuning` : ""}, ` +
+        `${fineTunes(spec) ? ` + ${spec.fine_tune.epochs} fine-tuning` : ""}, ` +
         `lr ${spec.optimizer ? spec.optimizer.learning_rate : "?"}, batch ${spec.batch_size ?? "?"}, image ${card.image_size} px`,
         el("div", {class: "small"}, artifacts["spec.json"]
           ? link("/api/trainer" + artifacts["spec.json"], "spec.json", {target: "_blank", rel: "noopener"}) : "no spec.json artifact"))));

@@ -100,7 +100,7 @@ def test_sweep_follow_lists_and_marks_the_best(trainer_api: ManagedProcess, shar
     assert starred == [best] and best.startswith(sweep_id), output
 
     code, output = cli(trainer_api, tmp_path, "train", "sweeps")
-    line = next(line for line in output.splitlines() if line.startswith(sweep_id))
+    line = next((line for line in output.splitlines() if line.startswith(sweep_id)), output)
     assert code == 0 and "2 jobs: 2 completed" in line and f"best {best}" in line and "cli-sweep" in line, output
     code, output = cli(trainer_api, tmp_path, "train", "sweep-status", sweep_id)
     assert code == 0 and sum(line[2:].startswith(sweep_id) for line in output.splitlines()) == 2, output

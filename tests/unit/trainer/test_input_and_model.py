@@ -115,12 +115,12 @@ def test_fine_tuning_unfreezes_the_last_layers_but_never_batchnorm() -> None:
     model = build_model(spec("mobilenet_v3"), 3)
     backbone = model.get_layer(BACKBONE_LAYER)
     backbone.trainable = False  # as after loading ImageNet weights
-    unfreeze_for_fine_tuning(model, 10)
-    with_weights = [layer for layer in backbone.layers if layer.weights]
-    assert not any(layer.trainable for layer in with_weights[:-10])
-    tail = with_weights[-10:]
-    assert any(layer.trainable for layer in tail)
-    assert all(not layer.trainable for layer in tail if isinstance(layer, keras.layers.BatchNormalization))
+    assert unfreeze_for_fine_tuning(model, 10) == 10
+    counted = [layer for layer in backbone.layers
+               if layer.weights and not isinstance(layer, keras.layers.BatchNormalization)]
+    assert all(layer.trainable for layer in counted[-10:])  # BatchNorm is not counted: 10 means 10
+    assert not any(layer.trainable for layer in counted[:-10])
+    assert not any(layer.trainable for layer in backbone.layers if isinstance(layer, keras.layers.BatchNormalization))
 
 
 @pytest.mark.parametrize("backbone", ["efficientnet_b0", "resnet50", "inception_v3", "mobilenet_v3"])

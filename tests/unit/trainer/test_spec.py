@@ -83,5 +83,20 @@ def test_presets_are_valid_and_the_demo_needs_no_download() -> None:
     demo = demo_spec("fungi", 3)
     assert demo.backbone.name is Backbone.tiny_cnn and demo.backbone.keras_weights is None
     assert demo.data.manifest_version == 3 and demo.data.image_size <= 64
-    assert gpu_spec("fungi").fine_tune.enabled
-    assert set(PRESETS) == {"demo", "gpu"}
+    assert gpu_spec("fungi") == PRESETS["efficientnet_b0"]("fungi")  # the old name of the B0 preset
+    assert set(PRESETS) == {"demo", "gpu", "efficientnet_b0", "resnet50", "inception_v3", "mobilenet_v3",
+                            "convnext_tiny"}
+
+
+@pytest.mark.parametrize("name", sorted(set(PRESETS) - {"demo", "gpu"}))
+def test_each_backbone_preset_runs_as_it_is_on_gpus(name: str) -> None:
+    spec = PRESETS[name]("fungi", 2)
+    assert spec.backbone.name.value == name and spec.backbone.weights == "imagenet"
+    assert spec.fine_tuning and spec.fine_tune.learning_rate < spec.optimizer.learning_rate
+    assert spec.distribution.value == "mirrored" and spec.mixed_precision == "auto" and spec.input == "shards"
+    assert spec.optimizer.schedule == "cosine" and spec.optimizer.weight_decay > 0 and spec.label_smoothing > 0
+    assert spec.augmentation.random_crop and spec.augmentation.eval_crop == 1  # /predict does not crop
+    assert spec.callbacks.monitor == "val_loss"
+    described = (PRESETS[name].__doc__ or "").splitlines()[0]
+    reference = {"efficientnet_b0": "67.9%", "resnet50": "68.4%", "inception_v3": "65.9%"}.get(name)
+    assert (reference in described and "not a result" in described) if reference else "no DF20" in described

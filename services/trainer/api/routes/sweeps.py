@@ -57,10 +57,12 @@ def list_sweeps(connection: RedisDep, registry: RegistryDep,
         states: dict[str, int] = {}
         for row in sweep.rows:
             states[row.state.value] = states.get(row.state.value, 0) + 1
+        if sweep.missing_jobs:
+            states["gone"] = sweep.missing_jobs
         best = next((row for row in sweep.rows if row.job_id == sweep.best_job_id), None)
         summaries.append(SweepSummary(
             sweep_id=sweep.sweep_id, name=sweep.name, created_at=sweep.created_at, grid=sweep.grid,
-            jobs=len(sweep.rows), states=states, best_job_id=sweep.best_job_id,
+            jobs=len(sweep.rows) + sweep.missing_jobs, states=states, best_job_id=sweep.best_job_id,
             best_val_accuracy=best.best_val_accuracy if best else None))
     return summaries
 
@@ -74,9 +76,15 @@ def _sweep(connection: Any, registry: Any, sweep_id: str) -> SweepOut:
 
 def _comparison(connection: Any, registry: Any, record: dict[str, Any]) -> SweepOut:
     sweep_id = record["sweep_id"]
-    rows = []
+    rows, missing = [], 0
     for entry in record["jobs"]:
-        view = job_view(connection, registry, entry["job_id"], 0)
+        try:
+            view = job_view(connection, registry, entry["job_id"], 0)
+        except HTTPException as exc:  # its record expired and it left no model: the sweep still answers
+            if exc.status_code != status.HTTP_404_NOT_FOUND:
+                raise
+            missing += 1
+            continue
         label = ", ".join(f"{path.rsplit('.', 1)[-1]}={value}" for path, value in entry["overrides"].items())
         rows.append(SweepRow(
             job_id=view.job_id, label=label, overrides=entry["overrides"], state=view.state, epoch=view.epoch,
@@ -86,7 +94,7 @@ def _comparison(connection: Any, registry: Any, record: dict[str, Any]) -> Sweep
     complete = [row for row in rows if row.state is JobState.completed and row.best_val_accuracy is not None]
     best = max(complete, key=lambda row: row.best_val_accuracy or 0.0) if complete else None
     return SweepOut(sweep_id=sweep_id, name=record.get("name"), created_at=record["created_at"],
-                    grid=record["grid"], rows=rows, best_job_id=best.job_id if best else None,
+                    grid=record["grid"], rows=rows, missing_jobs=missing, best_job_id=best.job_id if best else None,
                     plot_url=f"/sweeps/{sweep_id}/plot.png")
 
 
