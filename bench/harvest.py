@@ -266,7 +266,7 @@ def measure_contender(args: list[str], env: dict[str, str] | None = None) -> dic
 
 
 def measure_sporeprint(source: Path, dataset: str, concurrency: int, per_domain: int,
-                       env: dict[str, str], lanes: int = 0, workers: int = 1, shard_rows: int | None = None
+                       env: dict[str, str], workers: int = 1, shard_rows: int | None = None
                        ) -> dict[str, Any]:
     """sporeprint as it runs in production: the harvest is queued on RQ and ``workers`` real worker processes
     (``python -m shared.worker harvest --burst``) run its plan, shard and merge jobs; images/s from the plan's
@@ -305,7 +305,7 @@ def measure_sporeprint(source: Path, dataset: str, concurrency: int, per_domain:
     worker = f"{sys.executable} -m shared.worker harvest --burst"
     command = [*worker.split()] if workers == 1 else ["sh", "-c", " & ".join([worker] * workers) + " & wait"]
     memory, _ = measure(command, {
-        **env, "SPOREPRINT_DOWNLOADER_ALLOW_LOOPBACK": "true", "SPOREPRINT_DOWNLOADER_LANES": str(lanes),
+        **env, "SPOREPRINT_DOWNLOADER_ALLOW_LOOPBACK": "true",
         **({"SPOREPRINT_DOWNLOADER_SHARD_ROWS": str(shard_rows)} if shard_rows else {}),
         "SPOREPRINT_DOWNLOADER_RESOLVE": json.dumps({"*.test": "127.0.0.1"}), "SPOREPRINT_LOG_LEVEL": "WARNING"})
     # a harvest is a plan job, shard jobs and a merge job: timed from the plan's start to the merge's end
@@ -318,7 +318,7 @@ def measure_sporeprint(source: Path, dataset: str, concurrency: int, per_domain:
     seconds = (merge.ended_at - plan.started_at).total_seconds()
     ok = int(outcome.counts["ok"])
     return {"ok": ok, "failed": outcome.counts["failed"], "seconds": seconds, "images_per_s": ok / seconds,
-            "workers": workers, "lanes": lanes, **memory}
+            "workers": workers, **memory}
 
 
 def image_costs(cache: Path) -> dict[str, float]:
@@ -357,7 +357,7 @@ def measure_only(args: argparse.Namespace, tmp: Path, urls: list[str], source: P
                  env: dict[str, str]) -> dict[str, Any]:
     """One contender on ``args.images`` images (img2dataset at its best setting of the full run)."""
     if args.only == "sporeprint":
-        return measure_sporeprint(source, "bench-only", 128, 16, env, lanes=args.lanes)
+        return measure_sporeprint(source, "bench-only", 128, 16, env, workers=args.workers)
     listed = tmp / "urls.json"
     listed.write_text(json.dumps(urls))
     if args.only == "sequential":
@@ -397,7 +397,7 @@ def main() -> None:  # noqa: PLR0915 - a linear script
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "harvest.md")
     parser.add_argument("--only", choices=("sequential", "img2dataset", "sporeprint"),
                         help="measure one contender on --images, print its figures, write no report")
-    parser.add_argument("--lanes", type=int, default=0, help="with --only sporeprint: fetch lanes (0: the default)")
+    parser.add_argument("--workers", type=int, default=1, help="with --only sporeprint: RQ workers harvesting")
     args = parser.parse_args()
     results: dict[str, Any] = {}
     if args.quick:
@@ -470,16 +470,16 @@ def main() -> None:  # noqa: PLR0915 - a linear script
         results["sporeprint"].update(concurrency=128, per_domain=16)
         print(results["sporeprint"], flush=True)
 
-        # one worker with one lane, one worker with two lanes (child processes), and one RQ worker per core
-        # without lanes, on the same shards (a quarter of the rows each): alternating, twice
-        results["lanes"] = []
+        # one RQ worker, and one RQ worker per core, on the same shards (a quarter of the rows each):
+        # alternating, twice
+        results["workers"] = []
         shard_rows = max(1, args.images // 4)
         for round_ in (1, 2):
-            for workers, lanes in ((1, 1), (1, 2), (os.cpu_count() or 2, 1)):
-                print(f"(c) sporeprint, {workers} worker(s) x {lanes} lane(s), round {round_} ...", flush=True)
-                run = measure_sporeprint(source, f"bench-lanes-{round_}-{workers}-{lanes}", 128, 16, env, lanes=lanes,
+            for workers in (1, os.cpu_count() or 2):
+                print(f"(c) sporeprint, {workers} worker(s), round {round_} ...", flush=True)
+                run = measure_sporeprint(source, f"bench-workers-{round_}-{workers}", 128, 16, env,
                                          workers=workers, shard_rows=shard_rows)
-                results["lanes"].append({**run, "round": round_, "shard_rows": shard_rows})
+                results["workers"].append({**run, "round": round_, "shard_rows": shard_rows})
                 print(run, flush=True)
 
         sweep_source = tmp / "sweep.csv"
@@ -547,7 +547,7 @@ def write_report(args: argparse.Namespace, results: dict[str, Any]) -> None:
         f"(a) was measured on the first {args.sequential} images only (at ~{1 / seq['images_per_s']:.2f} s an image "
         f"the whole set would take {args.images / seq['images_per_s'] / 60:.0f} min).",
         "Memory is sampled every 0.1 s over the contender's whole process tree (for (c): the RQ worker, its "
-        "work horse, the scheduler and, with several lanes, the lanes and their fork server): PSS counts a page "
+        "work horses and the scheduler): PSS counts a page "
         "shared by n processes as 1/n in each, so its sum is the tree's real footprint; summed RSS counts shared "
         "pages once per process and overstates. "
         "(c)'s time is the RQ job's own (started_at to ended_at), which includes reading the input manifest, "
@@ -593,23 +593,22 @@ def write_report(args: argparse.Namespace, results: dict[str, Any]) -> None:
         f"{own_ms - image_ms:.1f} ms of it on the rest: the two HTTP exchanges (GET from the host, PUT to S3), "
         "the event loop and the checkpoints.",
         "",
-        f"## sporeprint: fetch lanes or one RQ worker per core ({args.images} images, concurrency 128, 16 per "
-        "domain)",
+        f"## sporeprint: one RQ worker or one per core ({args.images} images, concurrency 128, 16 per domain)",
         "",
-        "A lane is an event loop with its thread pool; with two, each is a child process with half of a shard's "
-        f"domains. The other way to use {cores} cores: {cores} RQ workers, one lane each, taking the harvest's "
-        f"shards ({results['lanes'][0]['shard_rows']} rows each here, so that every worker has some). Runs "
+        "A worker fetches its shards with one event loop and a thread pool for the image work; to use more cores, "
+        f"run more workers. Here 1 worker, then {cores}, take the harvest's shards "
+        f"({results['workers'][0]['shard_rows']} rows each here, so that every worker has some). Runs "
         "alternate, twice; the time is the harvest's, from the plan's start to the merge's end.",
         "",
-        "| round | workers × lanes | images/s | peak PSS / largest RSS / summed RSS |",
+        "| round | workers | images/s | peak PSS / largest RSS / summed RSS |",
         "|---:|---:|---:|---:|",
-        *(f"| {run['round']} | {run['workers']} × {run['lanes']} | {run['images_per_s']:.1f} | {mem(run)} |"
-          for run in results["lanes"]),
+        *(f"| {run['round']} | {run['workers']} | {run['images_per_s']:.1f} | {mem(run)} |"
+          for run in results["workers"]),
         "",
-        "| round, workers × lanes: CPU per stored image | its own processes | fixture web | S3 server | total "
+        "| round, workers: CPU per stored image | its own processes | fixture web | S3 server | total "
         "| ceiling | reached |",
         "|---|---:|---:|---:|---:|---:|---:|",
-        *(cpu_row(f"{run['round']}, {run['workers']} × {run['lanes']}", run) for run in results["lanes"]),
+        *(cpu_row(f"{run['round']}, {run['workers']}", run) for run in results["workers"]),
         "",
         f"## img2dataset settings tried ({args.sweep} images each)",
         "",

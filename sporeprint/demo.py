@@ -1,11 +1,11 @@
 """``make demo``: the whole pipeline on one machine, without Docker.
 
 It starts the local stack (a real S3 server and Redis), the fixture web (an offline stand-in for the image
-hosts of a GBIF download), the four services, an RQ worker for harvests and curations, a training worker and
-the console; then imports a GBIF-shaped export, harvests it, scores the domains and blacklists the ones the
-curator recommends, curates, trains a small model on the CPU, promotes it and asks ``/predict`` about photos
-the model has never seen. Each step prints one line with its numbers. ``sporeprint demo down`` (``make down``)
-stops every process it started, by PID.
+hosts of a GBIF download), the four services, RQ workers for harvests (one per usable CPU; the first also
+curates), a training worker and the console; then imports a GBIF-shaped export, harvests it, scores the
+domains and blacklists the ones the curator recommends, curates, trains a small model on the CPU, promotes it
+and asks ``/predict`` about photos the model has never seen. Each step prints one line with its numbers.
+``sporeprint demo down`` (``make down``) stops every process it started, by PID.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from shared.clients.curator import Curation, CuratorClient
 from shared.clients.downloader import DownloaderClient, Harvest
 from shared.clients.inference import InferenceClient
 from shared.clients.trainer import TrainerClient, TrainingJob
+from shared.cpus import available_cpus
 from shared.queue import TERMINAL_STATES, JobState
 from sporeprint.processes import ManagedProcess, start_service, start_worker
 from sporeprint.stack import LocalStack, StackError, free_port, terminate_pid, wait_for_port
@@ -111,9 +112,13 @@ class Demo:
         for name, app in SERVICES.items():
             self._track(start_service(name, app, env, logs, port=ports[name], timeout=120))
         self._track(start_service("console", "sporeprint.console.app:app", env, logs, port=ports["console"]))
+        # a harvest's shards are RQ jobs: one harvest worker per usable CPU uses every core
+        harvest_workers = available_cpus()
         self._track(start_worker("worker-harvest-curate", ["harvest", "curate"], env, logs))
+        for number in range(2, harvest_workers + 1):
+            self._track(start_worker(f"worker-harvest-{number}", ["harvest"], env, logs))
         self._track(_start_module("worker-train", "services.trainer.worker", ["train"], env, logs))
-        self.say(f"[services] downloader, curator, trainer, inference, console and 2 RQ workers up "
+        self.say(f"[services] downloader, curator, trainer, inference, console and {harvest_workers + 1} RQ workers up "
                  f"({time.perf_counter() - started:.1f} s since start; logs in {logs})")
 
     def _start_fixture_web(self, work: Path, port: int, env: dict[str, str], logs: Path) -> None:

@@ -230,10 +230,8 @@ def _over_the_attempt(step: _Step, attempt: int, counts: dict[str, Any]) -> dict
     elapsed = max(1e-6, (datetime.now(UTC) - started).total_seconds())
     before = plan["progress"]
     fetched = counts["done"] - before.get("done", 0)
-    shards = [fetch_job(step.connection, shard_job_id(step.state.id, attempt, n)) for n in range(len(plan["shards"]))]
-    lanes = sum(int(job.meta.get("progress", {}).get("lanes", 0)) for job in shards if job is not None)
     return {**counts, "resumed": before.get("resumed", 0), "elapsed_s": round(elapsed, 2),
-            "images_per_s": round(fetched / elapsed, 2), "lanes": counts["lanes"] + lanes}
+            "images_per_s": round(fetched / elapsed, 2)}
 
 
 @contextmanager

@@ -15,7 +15,7 @@ from shared.metrics import HttpMetrics
 from shared.queue import JobState, QueueName
 from shared.schemas import HarvestStatus
 
-# Why rows fail, as the fetch, the lanes and the image check write it (``reason: detail``); an HTTP status
+# Why rows fail, as the fetch, the fetch loop and the image check write it (``reason: detail``); an HTTP status
 # counts by its class. Anything else is "other".
 FAILURE_REASONS = frozenset({
     "http-3xx", "http-4xx", "http-5xx", "timeout", "connection", "short-body", "too-many-redirects",

@@ -21,7 +21,7 @@ class ManifestDetail(BaseModel):
 class HarvestProgress(BaseModel):
     """The counts a harvest reports while it runs and when it ends (0 / None before its first report)."""
 
-    model_config = ConfigDict(extra="allow")  # the rest of what it reports (lanes, bytes, ...) for `status`
+    model_config = ConfigDict(extra="allow")  # the rest of what it reports (bytes, in_flight, ...) for `status`
 
     total: int = 0
     done: int = 0

@@ -47,17 +47,11 @@ class DownloaderSettings(SporeprintSettings):
     checkpoint_interval_s: float = Field(default=2.0, gt=0)
     progress_interval_s: float = Field(default=0.5, gt=0)
 
-    # Fetch lanes: each is a process with its own event loop and thread pool, fetching, validating,
-    # resizing and storing the rows of its share of the domains. One lane keeps about two CPUs busy (its
-    # loop and the Python steps of the image work share one interpreter lock; Pillow's decoding and
-    # resizing run beside them), so a big machine needs several to use its cores. 0: one per two usable
-    # CPUs (1 on a 2-CPU machine). A single lane runs in the harvest's own process, no child process.
-    lanes: int = Field(default=0, ge=0)
-    # ... and no more lanes than one per this many rows to fetch (starting a lane takes about a second).
-    rows_per_lane: int = Field(default=200, ge=1)
-    # Threads per lane for the CPU work (Pillow lets go of the lock while it decodes and resizes).
-    cpu_threads: int = Field(default=0, ge=0, description="0: two per usable CPU, divided among the lanes")
-    # Concurrent uploads to object storage (per harvest: divided among its lanes).
+    # A worker fetches its shard with one event loop and a thread pool for the CPU work (Pillow lets go of the
+    # interpreter lock while it decodes and resizes). One worker keeps about two CPUs busy: to use more cores,
+    # run more RQ workers on queue ``harvest``, one per core.
+    cpu_threads: int = Field(default=0, ge=0, description="threads decoding and resizing images; 0: two per usable CPU")
+    # Concurrent uploads to object storage, per worker.
     store_concurrency: int = Field(default=16, ge=1)
     max_upload_bytes: int = Field(default=200 * 1024 * 1024, ge=1)
 

@@ -1,17 +1,16 @@
-"""The harvest engine: plans the rows, spreads their domains over fetch lanes (one per two usable CPUs:
-``_lane_count``; where they run: ``lane_runners.py``; which rows each gets: ``assignment.py``), keeps every
-row's result, checkpoints, reports progress and writes the new manifest version.
+"""The harvest engine: plans the rows, fetches them with one fetch loop in this process (``fetcher.py``),
+keeps every row's result, checkpoints, reports progress and writes the new manifest version. A harvest is
+split into shards (``jobs.py``), RQ jobs on queue ``harvest``: to use more cores, run more RQ workers.
 
-Flow of one row: plan (class filter, blacklist, class cap) -> its domain's route -> a lane (per-domain and
-global limits, fetch, normalise in the lane's pool, content-addressed write) -> result -> checkpoint. A
-harvest restarted after a crash reads its checkpoints and only fetches rows without a result.
+Flow of one row: plan (class filter, blacklist, class cap) -> the fetch loop (per-domain and global limits,
+fetch, normalise in its thread pool, content-addressed write) -> result -> checkpoint. A harvest restarted
+after a crash reads its checkpoints and only fetches rows without a result.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable
@@ -23,9 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from services.downloader.core.config import DownloaderSettings
-from services.downloader.harvest.assignment import Feeder, lane_count, share_domains
-from services.downloader.harvest.fetch_lane import LaneConfig, RowTask
-from services.downloader.harvest.lane_runners import Lane, LocalLane, ProcessLane
+from services.downloader.harvest.fetcher import FetchConfig, Fetcher, RowTask
 from services.downloader.harvest.merge import harvest_stats, merge_results, results_table
 from services.downloader.harvest.state import HarvestOutcome, HarvestRequest, HarvestState, RowResult
 from shared.cpus import available_cpus
@@ -89,7 +86,7 @@ class Harvester:
     """One harvest, or one shard of it (``shard``: its number and the image ids it fetches; ``jobs.py`` splits a
     harvest into shards, RQ jobs any worker takes). A shard checkpoints its rows under its own name and writes
     no manifest: the harvest's last job does, from every shard's checkpoints. ``redis``: keep per-domain
-    politeness in Redis, shared by every worker (``politeness.py``); None: per lane only."""
+    politeness in Redis, shared by every worker (``politeness.py``); None: per worker only."""
 
     def __init__(self, store: ObjectStore, request: HarvestRequest, settings: DownloaderSettings,
                  blacklist: Blacklist, hooks: HarvestHooks | None = None, *,
@@ -104,8 +101,11 @@ class Harvester:
         self.hooks = hooks or HarvestHooks()
         self.state = HarvestState(store, request.id, writer=shard[0] if shard else None)
         self.manifests = ManifestStore(store)
-        self._feeder = Feeder({}, lane_window=1)  # replaced by the plan's
-        self._lanes: list[Lane] = []
+        self._fetcher = Fetcher(FetchConfig(
+            harvest_id=request.id, options=self.options, settings=settings, blacklist=blacklist,
+            concurrency=self.options.concurrency, store_concurrency=settings.store_concurrency,
+            cpu_threads=settings.cpu_threads or max(2, 2 * available_cpus()), redis=redis,
+        ), store, self._take_result)
         self._results: dict[str, RowResult] = {}
         self._unsaved: list[RowResult] = []
         self._counts = _Counts()
@@ -177,34 +177,29 @@ class Harvester:
         self._all_done.set()
 
     async def _fetch(self) -> None:
-        """Start the lanes, feed them, and wait until every planned row has its result (or a cancel)."""
-        self._lanes = self._make_lanes()
-        runs = [asyncio.create_task(lane.run()) for lane in self._lanes]
-        self._send()
+        """Run the fetch loop until every planned row has its result (or a cancel)."""
+        run = asyncio.create_task(self._fetcher.run())
         everything = asyncio.create_task(self._all_done.wait())
         try:
-            waiting: set[asyncio.Future[Any]] = {everything, *runs}
-            while not everything.done():
-                finished, waiting = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-                for run in finished:
-                    if run is not everything and run.exception() is not None:
-                        raise run.exception()  # type: ignore[misc]  # a lane failed: the harvest fails
-            for lane in self._lanes:
+            await asyncio.wait({everything, run}, return_when=asyncio.FIRST_COMPLETED)
+            if run.done() and not everything.done():
+                run.result()  # it failed (raises): the harvest fails
+                raise RuntimeError("the fetch loop stopped before every row had its result")
+            if self._cancelled:
+                self._fetcher.cancel()
+            else:
+                self._fetcher.finish()
+            try:
+                await run
+            except Exception as exc:
                 if self._cancelled:
-                    lane.cancel()
-                else:
-                    lane.finish()
-            for outcome in await asyncio.gather(*runs, return_exceptions=True):
-                if isinstance(outcome, BaseException):
-                    if self._cancelled:
-                        raise outcome
-                    # every row's result is in: a lane that failed on its way out loses nothing
-                    logger.warning("harvest %s: %s", self.request.id, outcome)
+                    raise
+                # every row's result is in: a loop that failed on its way out loses nothing
+                logger.warning("harvest %s: %s", self.request.id, exc)
         finally:
             everything.cancel()
-            for run in runs:
-                run.cancel()
-            await asyncio.gather(everything, *runs, return_exceptions=True)
+            run.cancel()
+            await asyncio.gather(everything, run, return_exceptions=True)
 
     # ------------------------------------------------------------------ plan
     def _plan(self, table: pa.Table, done: dict[str, RowResult]) -> None:
@@ -213,7 +208,6 @@ class Harvester:
             columns[name] = shared_values(table.column(name))
         classes = set(self.options.classes) if self.options.classes else None
         candidates: dict[str, list[RowTask]] = defaultdict(list)
-        rows_per_domain: Counter[str] = Counter()
         self._total_rows = table.num_rows
         only = self.shard[1] if self.shard is not None else None
         for image_id, url, domain, species, status, error in zip(
@@ -245,11 +239,7 @@ class Harvester:
                                          error=f"blacklisted: {entry.entry}"))
                 continue
             candidates[cls].append(RowTask(image_id, url, domain or "", cls))
-            rows_per_domain[domain or ""] += 1
         self._candidates = candidates
-        shares = share_domains(rows_per_domain, self._lane_count(sum(rows_per_domain.values())),
-                               self.options.per_domain)
-        self._feeder = Feeder(shares, lane_window=4 * max(1, self.options.concurrency // lane_count(shares)) + 64)
         cap = self.options.max_per_class
         for cls, tasks in candidates.items():
             budget = len(tasks) if cap is None else max(0, cap - self._ok_per_class[cls])
@@ -258,48 +248,13 @@ class Harvester:
             self._waiting[cls].extend(tasks[budget:])
         self._planned = self._outstanding + sum(len(w) for w in self._waiting.values())
 
-    def _lane_count(self, rows: int) -> int:
-        """Lanes wanted: one per two usable CPUs (or as set), but no more than the rows fill."""
-        wanted = self.settings.lanes or math.ceil(available_cpus() / 2)
-        return max(1, min(wanted, math.ceil(rows / self.settings.rows_per_lane)))
-
     def _enqueue(self, task: RowTask) -> None:
-        self._feeder.add(task)
+        self._fetcher.submit((task,))
         self._outstanding += 1
 
-    # ------------------------------------------------------------------ lanes
-    def _make_lanes(self) -> list[Lane]:
-        count = self._feeder.lanes
-        cores = available_cpus()
-        lane_kind: type[LocalLane] | type[ProcessLane] = LocalLane if count == 1 else ProcessLane
-        lanes: list[Lane] = []
-        for lane in range(count):
-            config = LaneConfig(
-                harvest_id=self.request.id, options=self.options, settings=self.settings, blacklist=self.blacklist,
-                concurrency=max(1, self.options.concurrency // count),
-                store_concurrency=max(1, self.settings.store_concurrency // count),
-                cpu_threads=self.settings.cpu_threads or max(2, 2 * cores // count),
-                domain_limits={domain: limit for domain, share in self._feeder.shares.items()
-                               for at, limit in zip(share.lanes, share.limits, strict=True)
-                               if at == lane and limit != self.options.per_domain},
-                redis=self.redis,
-            )
-            lanes.append(lane_kind(config, self.store, self._take_results))
-        logger.info("harvest %s: %d lane(s) over %d domain(s)", self.request.id, count, len(self._feeder.shares))
-        return lanes
-
-    def _send(self) -> None:
-        if self._cancelled or not self._lanes:
-            return
-        for lane, tasks in self._feeder.take().items():
-            self._lanes[lane].send(tasks)
-
-    def _take_results(self, results: list[tuple[RowTask, RowResult]]) -> None:
-        """Results from a lane (on this loop): record them, and hand out rows in their place."""
-        for task, result in results:
-            self._feeder.returned(task)
-            self._record(task, result)
-        self._send()
+    def _take_result(self, task: RowTask, result: RowResult) -> None:
+        """A row's result from the fetch loop (on this loop)."""
+        self._record(task, result)
         if self._outstanding == 0:
             self._all_done.set()
 
@@ -350,7 +305,7 @@ class Harvester:
             logger.exception("harvest %s: checkpoint hook failed", self.request.id)
 
     async def _tick_loop(self) -> None:
-        """A few times a second: cancel requested?, idle domains of the lanes, checkpoint, progress. A failed
+        """A few times a second: cancel requested?, checkpoint, progress. A failed
         tick (Redis or S3 away for a moment) is logged and the next one tries again."""
         last_checkpoint = time.monotonic()
         while True:
@@ -360,7 +315,6 @@ class Harvester:
                     logger.info("harvest %s: cancel requested", self.request.id)
                     self.cancel()
                     return
-                self._watch_lanes()
                 if time.monotonic() - last_checkpoint >= self.settings.checkpoint_interval_s:
                     last_checkpoint = time.monotonic()
                     await self._checkpoint()
@@ -368,33 +322,19 @@ class Harvester:
             except Exception:  # noqa: BLE001 - the harvest goes on; the final checkpoint is not in here
                 logger.exception("harvest %s: progress tick failed", self.request.id)
 
-    def _watch_lanes(self) -> None:
-        """Tell the feeder which domains each lane cannot fetch for now: parked ones, and given-up ones while
-        another lane of the domain still fetches it (its rows go there instead of failing at once)."""
-        statuses = [lane.status() for lane in self._lanes]
-        for lane, status in enumerate(statuses):
-            idle = set(status.parked)
-            for domain in status.given_up:
-                if any(domain not in statuses[other].given_up
-                       for other in self._feeder.shares[domain].lanes if other != lane):
-                    idle.add(domain)
-            self._feeder.set_idle(lane, idle)
-        self._send()
-
     def progress(self, state: JobState = JobState.running) -> dict[str, Any]:
         elapsed = max(1e-6, time.monotonic() - self._started)
         remaining = self._outstanding
         rate = self._finished_now / elapsed
-        lanes = [lane.status() for lane in self._lanes]
+        status = self._fetcher.status()
         return {
             "state": state.value,  # a plain str: this dict goes into RQ job meta and result.json
             "rows": self._total_rows,
             "total": self._planned + self._resumed,
             "done": self._finished_now + self._resumed,
             "remaining": remaining,
-            "in_flight": sum(lane.in_flight for lane in lanes),  # being fetched
-            "processing": sum(lane.processing for lane in lanes),  # fetched, being validated, resized or stored
-            "lanes": len(lanes),
+            "in_flight": status.in_flight,  # being fetched
+            "processing": status.processing,  # fetched, being validated, resized or stored
             "resumed": self._resumed,
             "ok": self._counts.status[HarvestStatus.ok],
             "failed": self._counts.status[HarvestStatus.failed],
@@ -405,8 +345,8 @@ class Harvester:
             "elapsed_s": round(elapsed, 2),
             "images_per_s": round(rate, 2),
             "eta_s": round(remaining / rate, 1) if rate > 0 and remaining else (0.0 if not remaining else None),
-            "domains_parked": sorted({name for lane in lanes for name in lane.parked}),
-            "domains_given_up": sorted({name for lane in lanes for name in lane.given_up}),
+            "domains_parked": status.parked,
+            "domains_given_up": status.given_up,
         }
 
     # ------------------------------------------------------------------ manifest

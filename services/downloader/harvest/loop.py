@@ -1,4 +1,4 @@
-"""The event loop a harvest runs on, in its own process and in each lane's."""
+"""The event loop a harvest (or a shard of it) runs on, in the worker's process."""
 
 from __future__ import annotations
 

@@ -9,17 +9,17 @@ One Lua script keeps each domain's step atomic: ``exchange`` gives leases back a
 said (a success adds 1/limit, a 429/503 halves the limit and pauses the domain for Retry-After, host trouble
 takes a quarter off, a park (circuit open) pauses it: a 429 seen by one worker slows them all), then drops
 expired leases, honours the pause, and hands out as many new leases (up to what the caller wants) as the
-domain's limit leaves free, so all workers together never have more than the limit in flight. A lane sends
+domain's limit leaves free, so all workers together never have more than the limit in flight. A worker sends
 every domain's exchange in one pipelined round trip per turn of its dispatch loop: the releases of all requests
 answered since the last turn and the acquires for every domain with rows waiting, so Redis costs a round trip
 per turn, not two per request (with a round trip per acquire and one per release, run on four threads, a
 single worker lost about a fifth of its throughput on 2 cores; batched, it harvests as fast as with no Redis
 at all: bench/results/harvest.md). A lease lives a few seconds
-(``politeness_lease_s``) and the lane that holds it renews it while its request runs (one round trip for all its
+(``politeness_lease_s``) and the worker that holds it renews it while its request runs (one round trip for all its
 leases), so a worker killed with -9 holds its slots only until they expire.
 
-Each lane keeps its own :class:`~services.downloader.harvest.domains.DomainGate` as well (latency, its circuit
-breaker, half-open probes); its limit caps what the lane asks for, and the global limit caps all lanes.
+Each worker keeps its own :class:`~services.downloader.harvest.domains.DomainGate` as well (latency, its circuit
+breaker, half-open probes); its limit caps what the worker asks for, and the global limit caps all workers.
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ class Event(StrEnum):
     ok = "ok"
     throttle = "throttle"  # 429/503: halve the limit, pause for Retry-After
     trouble = "trouble"  # the host failed (time-out, connection, 5xx): ease off
-    park = "park"  # the lane's circuit breaker opened: pause every worker
+    park = "park"  # the worker's circuit breaker opened: pause every worker
     none = "none"
 
 
@@ -103,8 +103,8 @@ Release = tuple[str, Event, float]  # a lease token, what its request's answer s
 
 @dataclass
 class Exchange:
-    """What a lane asks of one domain in one round trip: leases to give back, and how many new ones it wants
-    (``want``, at most ``cap`` of the domain in flight: the lane's own limit, e.g. 1 when half-open)."""
+    """What a worker asks of one domain in one round trip: leases to give back, and how many new ones it wants
+    (``want``, at most ``cap`` of the domain in flight: the worker's own limit, e.g. 1 when half-open)."""
 
     releases: list[Release] = field(default_factory=list)
     want: int = 0
@@ -113,7 +113,7 @@ class Exchange:
 
 class GlobalPoliteness:
     """The Redis side of the per-domain gates of one harvest. Calls run on one thread of their own (the sync
-    client the project connects with) so that the lane's event loop never blocks on Redis; :meth:`exchange`
+    client the project connects with) so that the fetch loop never blocks on Redis; :meth:`exchange`
     does every domain's releases and acquires in one pipelined round trip."""
 
     def __init__(self, redis: Redis, harvest_id: str, max_limit: int, lease_s: float, state_s: float = 3600) -> None:

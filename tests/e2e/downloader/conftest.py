@@ -45,17 +45,14 @@ def web() -> Iterator[RunningWeb]:
 
 @pytest.fixture
 def downloader_settings() -> DownloaderSettings:
-    """Two fetch lanes (child processes) as on a 2-CPU machine, even for the few rows of a test."""
-    return DownloaderSettings(allow_loopback=True, resolve={"*.test": "127.0.0.1"}, lanes=2, rows_per_lane=4,
-                              cpu_threads=2, checkpoint_interval_s=0.2, progress_interval_s=0.1, lease_ttl_s=3)
+    return DownloaderSettings(allow_loopback=True, resolve={"*.test": "127.0.0.1"}, cpu_threads=2,
+                              checkpoint_interval_s=0.2, progress_interval_s=0.1, lease_ttl_s=3)
 
 
 def downloader_env(settings: DownloaderSettings) -> dict[str, str]:
     return {
         "SPOREPRINT_DOWNLOADER_ALLOW_LOOPBACK": "true",
         "SPOREPRINT_DOWNLOADER_RESOLVE": '{"*.test": "127.0.0.1"}',
-        "SPOREPRINT_DOWNLOADER_LANES": str(settings.lanes),
-        "SPOREPRINT_DOWNLOADER_ROWS_PER_LANE": str(settings.rows_per_lane),
         "SPOREPRINT_DOWNLOADER_CPU_THREADS": str(settings.cpu_threads),
         "SPOREPRINT_DOWNLOADER_CHECKPOINT_INTERVAL_S": str(settings.checkpoint_interval_s),
         "SPOREPRINT_DOWNLOADER_PROGRESS_INTERVAL_S": str(settings.progress_interval_s),

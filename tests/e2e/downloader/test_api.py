@@ -42,7 +42,7 @@ def api(api_settings, tmp_path_factory):
         {f"{DOMAINS[2]}/blocked/": "test entry"})}, logs)
     settings = api_settings.model_copy(update={"curator_url": curator.url})
     env = {**settings_env(settings), **downloader_env(DownloaderSettings(
-        allow_loopback=True, lanes=2, rows_per_lane=4, cpu_threads=2, checkpoint_interval_s=0.2,
+        allow_loopback=True, cpu_threads=2, checkpoint_interval_s=0.2,
         progress_interval_s=0.1, lease_ttl_s=3))}
     service = start_service("downloader", APP, env, logs)
     worker = start_worker("harvest-worker", ["harvest"], env, logs)
@@ -125,11 +125,11 @@ def test_cancel_a_running_harvest(api, web, tmp_path, manifests) -> None:
     rows = species_rows(web, 120, start=4000, domains=["throttled.test"])
     source = write_csv(tmp_path / "slow.csv", rows)
     assert upload(api, source, "slow").status_code == 201
-    body = {"dataset": "slow", "options": {"per_domain": 2}}  # the domain split over two lane processes
+    body = {"dataset": "slow", "options": {"per_domain": 2}}
     harvest_id = api.post("/harvests", headers=AUTH, json=body).json()["id"]
     wait_for(api, harvest_id, {"running"})
     deadline = time.monotonic() + 30
-    while api.get(f"/harvests/{harvest_id}").json()["progress"].get("lanes", 0) < 2:  # its shard is fetching
+    while not fetching(api.get(f"/harvests/{harvest_id}").json()["progress"]):  # its shard is fetching
         assert time.monotonic() < deadline, "the harvest's shard did not start fetching"
         time.sleep(0.05)
     cancelled = api.delete(f"/harvests/{harvest_id}", headers=AUTH)
@@ -138,7 +138,10 @@ def test_cancel_a_running_harvest(api, web, tmp_path, manifests) -> None:
     assert view["manifest_version"] is None
     assert [info.version for info in manifests.versions("slow")] == [1]  # nothing half-written
     assert view["progress"]["ok"] < len(rows)
-    assert view["progress"]["lanes"] == 2
+
+
+def fetching(progress: dict) -> bool:
+    return progress.get("in_flight", 0) + progress.get("processing", 0) + progress.get("done", 0) > 0
 
 
 @pytest.mark.parametrize(("method", "path", "kwargs"), [

@@ -12,9 +12,12 @@ from urllib.parse import urlsplit
 import httpx
 import psutil
 import pytest
+from rq import Worker
 
 from fixtureweb.config import DomainConfig, Latency, WebConfig
 from services.downloader.harvest.state import HarvestState
+from shared.queue import redis_connection
+from shared.settings import Settings
 from tests.conftest import TEST_TOKEN
 
 from .conftest import DOMAINS, downloader_env
@@ -27,21 +30,17 @@ AUTH = {"Authorization": f"Bearer {TEST_TOKEN}"}
 ROWS = 400
 
 
-def kill_tree(pid: int, spare_lanes: bool = False) -> tuple[list[int], list[psutil.Process]]:
-    """SIGKILL a worker, its work horse and the horse's fetch lanes, by PID, as a crash would; with
-    ``spare_lanes`` only the worker and the horse (an OOM kill picks one process). Returns the PIDs killed
-    and the processes spared."""
+def kill_tree(pid: int) -> list[int]:
+    """SIGKILL a worker, its work horse and anything below, by PID, as a crash would. Returns the PIDs killed."""
     root = psutil.Process(pid)
-    horses = root.children()
-    below = [process for horse in horses for process in horse.children(recursive=True)]
-    victims, spared = ([root, *horses], below) if spare_lanes else ([root, *horses, *below], [])
+    victims = [root, *root.children(recursive=True)]
     for process in victims:
         try:
             os.kill(process.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
     psutil.wait_procs(victims, timeout=10)
-    return [process.pid for process in victims], spared
+    return [process.pid for process in victims]
 
 
 @pytest.fixture
@@ -62,7 +61,7 @@ FAST_RECOVERY = {"SPOREPRINT_WORKER_HEARTBEAT_S": "1", "SPOREPRINT_WORKER_ABANDO
 
 
 def start_and_kill(api: httpx.Client, workers: list, web: RunningWeb, store, tmp_path,
-                   dataset: str, spare_lanes: bool = False) -> tuple[str, list, dict]:
+                   dataset: str, settings: Settings) -> tuple[str, list, dict]:
     """Start a harvest of ROWS rows, kill -9 the worker running it a quarter of the way in;
     (id, rows, results checkpointed before the kill)."""
     rows = species_rows(web, ROWS, domains=DOMAINS)
@@ -74,14 +73,13 @@ def start_and_kill(api: httpx.Client, workers: list, web: RunningWeb, store, tmp
     while api.get(f"/harvests/{harvest_id}").json()["progress"].get("done", 0) < ROWS // 4:
         assert time.monotonic() < deadline, "the harvest did not get going"
         time.sleep(0.05)
-    busy = [worker for worker in workers if psutil.Process(worker.pid).children()]  # it has a work horse
+    # running a job, as RQ says (a worker's children also include the RQ scheduler of the one that holds its lock)
+    running = {worker.pid for worker in Worker.all(connection=redis_connection(settings))
+               if worker.get_current_job_id() is not None}
+    busy = [worker for worker in workers if worker.pid in running]
     assert len(busy) == 1
-    killed, spared = kill_tree(busy[0].pid, spare_lanes)
+    killed = kill_tree(busy[0].pid)
     assert len(killed) >= 2  # the worker and its work horse at least
-    if spare_lanes:
-        assert len(spared) >= 2  # the horse's two fetch lanes (and their fork server)
-        _, alive = psutil.wait_procs(spared, timeout=10)
-        assert not alive, f"fetch lanes outlived their harvest: {alive}"  # they notice and exit by themselves
     before = HarvestState(store, harvest_id).load_results()
     assert 0 < len(before) < ROWS, "the kill must land mid-harvest"
     return harvest_id, rows, before
@@ -118,7 +116,7 @@ def test_kill_dash_nine_then_resume(slow_web, run_service, run_worker, settings,
     service = run_service("downloader", "services.downloader.main:app", settings, env)
     api = httpx.Client(base_url=service.url, timeout=30)
     worker = run_worker("resume-worker-1", ["harvest"], settings, env)
-    harvest_id, rows, before = start_and_kill(api, [worker], slow_web, store, tmp_path, "resume", spare_lanes=True)
+    harvest_id, rows, before = start_and_kill(api, [worker], slow_web, store, tmp_path, "resume", settings)
 
     view = wait_for(api, harvest_id, {"interrupted"}, timeout=30)
     assert view["progress"]["done"] < ROWS
@@ -136,6 +134,6 @@ def test_kill_dash_nine_and_another_worker_retries_it_unasked(slow_web, run_serv
     service = run_service("downloader", "services.downloader.main:app", settings, env)
     api = httpx.Client(base_url=service.url, timeout=30)
     workers = [run_worker(f"retry-worker-{n}", ["harvest"], settings, env) for n in (1, 2)]
-    harvest_id, rows, before = start_and_kill(api, workers, slow_web, store, tmp_path, "retry")
+    harvest_id, rows, before = start_and_kill(api, workers, slow_web, store, tmp_path, "retry", settings)
     view = wait_for(api, harvest_id, {"completed", "failed"}, timeout=120)
     assert_exactly_once(view, "retry", rows, before, slow_web, store, manifests)

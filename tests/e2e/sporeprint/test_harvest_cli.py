@@ -27,7 +27,7 @@ web = downloader_fixtures.web  # the downloader tests' fixture web, once per mod
 def downloader_url(settings: Settings, run_service, run_worker) -> str:
     curator = run_service("curator", "tests.contract.downloader.blacklist_app:app", settings)
     settings = settings.model_copy(update={"curator_url": curator.url})
-    env = downloader_env(DownloaderSettings(allow_loopback=True, lanes=1, rows_per_lane=4, cpu_threads=2,
+    env = downloader_env(DownloaderSettings(allow_loopback=True, cpu_threads=2,
                                             checkpoint_interval_s=0.2, progress_interval_s=0.1, lease_ttl_s=3))
     run_worker("harvest-worker", ["harvest"], settings, env)
     return run_service("downloader", "services.downloader.main:app", settings, env).url
@@ -59,7 +59,7 @@ def test_start_watch_status_and_refusals(web, downloader_url: str, settings: Set
     assert status.exit_code == 0, status.output
     view = json.loads(status.stdout)
     assert (view["state"], view["manifest_version"], view["progress"]["ok"]) == ("completed", 2, 8)
-    assert view["progress"]["lanes"] == 1  # everything the downloader reports, not only what the CLI reads
+    assert view["progress"]["bytes"] > 0  # everything the downloader reports, not only what the CLI reads
 
     resumed = sporeprint(tmp_path, settings, "harvest", "resume", harvest_id, *api)
     assert resumed.exit_code == 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from services.downloader.api.routes.harvests import harvest_progress
 from services.downloader.harvest.assignment import split_into_shards
-from services.downloader.harvest.fetch_lane import RowTask
+from services.downloader.harvest.fetcher import RowTask
 
 
 def tasks(domain: str, count: int) -> list[RowTask]:
@@ -31,11 +31,11 @@ def test_progress_sums_the_shards_over_the_plan() -> None:
     plan = {"rows": 100, "total": 100, "done": 10, "resumed": 10, "ok": 10, "failed": 0, "skipped": 2,
             "skipped_by_reason": {"blacklisted": 2}, "remaining": 90, "images_per_s": 0.0}
     shards = [{"done": 30, "ok": 28, "failed": 2, "failed_by_reason": {"timeout": 2}, "images_per_s": 10.0,
-               "in_flight": 3, "lanes": 1, "domains_parked": ["x.test"], "elapsed_s": 3.0},
-              {"done": 20, "ok": 20, "images_per_s": 5.0, "in_flight": 2, "lanes": 1, "elapsed_s": 4.0}]
+               "in_flight": 3, "domains_parked": ["x.test"], "elapsed_s": 3.0},
+              {"done": 20, "ok": 20, "images_per_s": 5.0, "in_flight": 2, "elapsed_s": 4.0}]
     total = harvest_progress(plan, shards)
     assert (total["done"], total["ok"], total["failed"], total["remaining"]) == (60, 58, 2, 40)
     assert total["failed_by_reason"] == {"timeout": 2} and total["skipped_by_reason"] == {"blacklisted": 2}
-    assert (total["in_flight"], total["lanes"], total["images_per_s"]) == (5, 2, 15.0)
+    assert (total["in_flight"], total["images_per_s"]) == (5, 15.0)
     assert total["domains_parked"] == ["x.test"] and total["elapsed_s"] == 4.0
     assert total["eta_s"] == round(40 / 15.0, 1)

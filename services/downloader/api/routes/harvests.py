@@ -41,7 +41,7 @@ def _load(store: ObjectStore, harvest_id: str) -> tuple[HarvestState, HarvestReq
     return state, state.request()
 
 
-_SUMMED = ("done", "in_flight", "processing", "lanes", "resumed", "ok", "failed", "skipped", "bytes", "images_per_s")
+_SUMMED = ("done", "in_flight", "processing", "resumed", "ok", "failed", "skipped", "bytes", "images_per_s")
 _SUMMED_BY = ("failed_by_reason", "skipped_by_reason")
 _JOINED = ("domains_parked", "domains_given_up")
 

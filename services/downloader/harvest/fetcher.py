@@ -1,10 +1,10 @@
-"""A fetch lane: one event loop that fetches, validates, resizes and stores the rows it is given.
+"""The fetch loop of a harvest (or of one shard of it): one event loop that fetches, validates, resizes and
+stores the rows it is given, in the worker's own process.
 
-A harvest runs one lane per two usable CPUs (``Harvester._lane_count``), each on its own domains, so that the
-Python work of many requests is not queued behind one interpreter lock. Inside a lane: per-domain gates
-(politeness), a global limit of requests in flight, a thread pool for the CPU work (Pillow lets go of the lock
-while it decodes and resizes) and content-addressed writes to object storage. Every row handed in comes back
-out exactly once, as a :class:`RowResult`, through ``report``.
+Inside it: per-domain gates (politeness), a global limit of requests in flight, a thread pool for the CPU work
+(Pillow lets go of the interpreter lock while it decodes and resizes, so the loop keeps fetching) and
+content-addressed writes to object storage. Every row handed in comes back out exactly once, as a
+:class:`RowResult`, through ``report``. One worker keeps about two CPUs busy; more cores: more RQ workers.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from shared.storage import ObjectStore
 
 logger = logging.getLogger(__name__)
 
-_GLOBAL_POLL_S = 0.02  # how soon a lane asks again for a domain whose global slots other workers hold
+_GLOBAL_POLL_S = 0.02  # how soon the loop asks again for a domain whose global slots other workers hold
 
 
 @dataclass(slots=True)
@@ -49,31 +49,30 @@ class RowTask:
 
 
 @dataclass(frozen=True)
-class LaneConfig:
-    """All a lane needs to know; picklable, so a lane can run in another process."""
+class FetchConfig:
+    """All the fetch loop needs to know."""
 
     harvest_id: str
     options: HarvestOptions
     settings: DownloaderSettings
     blacklist: Blacklist
-    concurrency: int  # requests in flight in this lane, all its domains
-    store_concurrency: int  # uploads to object storage at once, from this lane
+    concurrency: int  # requests in flight, all domains
+    store_concurrency: int  # uploads to object storage at once
     cpu_threads: int
-    domain_limits: dict[str, int] = field(default_factory=dict)  # a domain shared by lanes gets a share
-    # Where the per-domain limits shared by every worker live (``politeness.py``); None: this lane's own only.
+    # Where the per-domain limits shared by every worker live (``politeness.py``); None: this loop's own only.
     redis: Settings | None = None
 
 
 @dataclass
-class LaneStatus:
+class FetchStatus:
     in_flight: int = 0  # being fetched
     processing: int = 0  # fetched, being validated, resized or stored
     parked: list[str] = field(default_factory=list)
     given_up: list[str] = field(default_factory=list)
 
 
-class FetchLane:
-    def __init__(self, config: LaneConfig, store: ObjectStore, report: Callable[[RowTask, RowResult], None]) -> None:
+class Fetcher:
+    def __init__(self, config: FetchConfig, store: ObjectStore, report: Callable[[RowTask, RowResult], None]) -> None:
         self.config = config
         self.options = config.options
         self.store = store
@@ -99,7 +98,7 @@ class FetchLane:
         self._leases: dict[str, tuple[str, str]] = {}  # image id -> (domain, its request's global lease token)
         self._releases: dict[str, list[Release]] = {}  # domain -> leases answered, to give back at the next turn
 
-    # ------------------------------------------------------------------ control (on the lane's loop thread)
+    # ------------------------------------------------------------------ control (on the loop's thread)
     def submit(self, tasks: Iterable[RowTask]) -> None:
         for task in tasks:
             self._gate(task.domain).queue.append(task)
@@ -116,9 +115,9 @@ class FetchLane:
         self._cancelled = True
         self._wake.set()
 
-    def status(self) -> LaneStatus:
+    def status(self) -> FetchStatus:
         now = time.monotonic()
-        return LaneStatus(
+        return FetchStatus(
             in_flight=self._in_flight, processing=self._processing,
             parked=sorted(g.name for g in self._gates.values() if g.not_before > now and g.parks),
             given_up=sorted(g.name for g in self._gates.values() if g.given_up),
@@ -216,7 +215,7 @@ class FetchLane:
 
     def _release(self, gate: DomainGate, task: RowTask, event: Event, pause_s: float = 0.0) -> None:
         """The request's slot back. Its global lease goes back to Redis, with what its answer said, at the
-        dispatch loop's next turn, in the same step (per domain, atomic) as that turn's acquire: the lane never
+        dispatch loop's next turn, in the same step (per domain, atomic) as that turn's acquire: the loop never
         asks Redis for the slot again before Redis has it free."""
         gate.in_flight -= 1
         lease = self._leases.pop(task.image_id, None)
@@ -250,7 +249,7 @@ class FetchLane:
                 logger.warning("harvest %s: politeness lease renewal failed: %s", self.config.harvest_id, exc)
 
     def _observe(self, gate: DomainGate, fetched: Fetched, now: float, backoff: float) -> tuple[Event, float]:
-        """What the answer says about its domain, to the lane's gate; returns it for the global limits."""
+        """What the answer says about its domain, to its gate; returns it for the global limits."""
         parks = gate.parks
         if fetched.outcome is Outcome.retry and fetched.throttled:
             pause = fetched.retry_after_s if fetched.retry_after_s is not None else backoff
@@ -269,9 +268,9 @@ class FetchLane:
     def _gate(self, domain: str) -> DomainGate:
         gate = self._gates.get(domain)
         if gate is None:
-            limit = self.config.domain_limits.get(domain, self.options.per_domain)
+            options = self.options
             gate = self._gates[domain] = DomainGate(
-                domain, limit, self.options.breaker_failures, self.options.park_s, self.options.max_parks)
+                domain, options.per_domain, options.breaker_failures, options.park_s, options.max_parks)
         return gate
 
     def _has_room(self) -> bool:
