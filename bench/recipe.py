@@ -56,6 +56,8 @@ VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
                              "the old resampling (aliased edges, smeared corners)"),
     "no colour jitter": ({"augmentation.saturation": 0.0, "augmentation.hue": 0.0}, "saturation and hue off"),
     "no random erasing": ({"augmentation.random_erasing": 0.0}, "erasing off"),
+    "+ RandAugment 2 ops, magnitude 9": ({"augmentation.randaugment_ops": 2},
+                                         "torchvision's 14 operations, two per image"),
     "+ mixup 0.2": ({"augmentation.mixup_alpha": 0.2}, "soft labels from blended pairs"),
     "+ cutmix 1.0": ({"augmentation.cutmix_alpha": 1.0}, "soft labels from pasted boxes"),
     "no label smoothing": ({"label_smoothing": 0.0}, "hard targets"),

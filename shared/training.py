@@ -186,6 +186,13 @@ class AugmentationConfig(_Frozen):
         default=0.0, ge=0, le=1,
         description="probability of erasing one random rectangle (2-33% of the area) with noise (Zhong et al. "
                     "2020)")
+    randaugment_ops: int = Field(
+        default=0, ge=0, le=4,
+        description="RandAugment (Cubuk et al. 2020): this many random operations per image (torchvision's 14: "
+                    "shear, translate, rotate, brightness, colour, contrast, sharpness, posterize, solarize, "
+                    "autocontrast, equalize, identity); 2 is the paper's ImageNet choice; 0: off")
+    randaugment_magnitude: float = Field(
+        default=9, ge=0, le=30, description="RandAugment's strength on torchvision's scale of 31 bins (0-30)")
     mixup_alpha: float = Field(
         default=0.0, ge=0, le=10, description="MixUp (Zhang et al. 2018): Beta(alpha, alpha) blend of two "
                                               "images and their labels; 0: off")
@@ -229,7 +236,7 @@ class AugmentationConfig(_Frozen):
     @property
     def enabled(self) -> bool:
         """Whether the per-image augmentations change anything (mixing is applied with the labels, apart)."""
-        return bool(self.geometric or self.photometric or self.random_erasing)
+        return bool(self.geometric or self.photometric or self.randaugment_ops or self.random_erasing)
 
 
 class EarlyStoppingConfig(_Frozen):

@@ -4,9 +4,9 @@ Geometry: random resized crop, rotation (any angle), zoom and flips are folded i
 the batch is resampled once by batched ``tf.gather`` (bilinear: four gathers), with the outside of the photo
 filled by reflection. One resampling instead of one per transform keeps the image sharp and, on a CPU, costs
 about a quarter of ``ImageProjectiveTransformV3`` (Keras' RandomRotation); ImageDataGenerator rotated image by
-image in Python, which is what doubled the old epoch time. Then colour (brightness, contrast, saturation, hue),
-then random erasing. MixUp and CutMix mix labels too, so they run after the labels are one-hot
-(:func:`mix_batch`).
+image in Python, which is what doubled the old epoch time. Then RandAugment (:mod:`services.trainer.randaugment`),
+then colour (brightness, contrast, saturation, hue), then random erasing. MixUp and CutMix mix labels too, so
+they run after the labels are one-hot (:func:`mix_batch`).
 
 Stateless draws: the same seed gives the same batch whatever thread runs the map, which makes
 ``spec.deterministic`` possible; the seeds come from ``tf.data.Dataset.random`` so every epoch draws anew.
@@ -19,6 +19,8 @@ import math
 import numpy as np
 import tensorflow as tf
 
+from services.trainer.randaugment import rand_augment
+from services.trainer.sampling import centred_grid, resample, seeds, uniform
 from shared.training import AugmentationConfig
 
 # Random erasing's rectangle (Zhong et al. 2020, the paper's defaults): 2-33% of the area, aspect 0.3-3.3.
@@ -31,82 +33,35 @@ _RGB_TO_YIQ = np.array([[0.299, 0.587, 0.114], [0.595716, -0.274453, -0.321263],
 _YIQ_TO_RGB = np.linalg.inv(_RGB_TO_YIQ).astype("float32")
 
 
-def _seeds(seed: tf.Tensor, count: int) -> tf.Tensor:
-    """``count`` independent stateless seeds (count, 2) from one."""
-    return tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=count)
-
-
-def _uniform(seed: tf.Tensor, shape: tf.Tensor | list[tf.Tensor | int], low: float, high: float) -> tf.Tensor:
-    return tf.random.stateless_uniform(shape, seed, minval=low, maxval=high)
-
-
-def _centred_grid(height: int, width: int) -> tuple[tf.Tensor, tf.Tensor]:
-    ys, xs = np.meshgrid(np.arange(height, dtype="float32") - (height - 1) / 2,
-                         np.arange(width, dtype="float32") - (width - 1) / 2, indexing="ij")
-    return tf.constant(xs.reshape(1, -1)), tf.constant(ys.reshape(1, -1))
-
-
 def crop_scales(seed: tf.Tensor, batch: tf.Tensor, config: AugmentationConfig) -> tuple[tf.Tensor, tf.Tensor]:
     """Width and height of each image's random crop as fractions of the image: area uniform in ``crop_area``,
     aspect log-uniform in ``crop_aspect_ratio`` and then bent where needed so the crop fits the image; the area
     is always the one drawn (Model Garden retries a draw instead, and falls back to a centre crop)."""
-    area_seed, aspect_seed = tf.unstack(_seeds(seed, 2))
+    area_seed, aspect_seed = tf.unstack(seeds(seed, 2))
     low, high = config.crop_area
-    area = _uniform(area_seed, [batch, 1], low, high) if low < high else tf.fill([batch, 1], low)
+    area = uniform(area_seed, [batch, 1], low, high) if low < high else tf.fill([batch, 1], low)
     log_low, log_high = (math.log(r) for r in config.crop_aspect_ratio)
-    aspect = tf.exp(_uniform(aspect_seed, [batch, 1], log_low, log_high)) if log_low < log_high else \
+    aspect = tf.exp(uniform(aspect_seed, [batch, 1], log_low, log_high)) if log_low < log_high else \
         tf.fill([batch, 1], math.exp(log_low))
     width = tf.clip_by_value(tf.sqrt(area * aspect), area, 1.0)  # width >= area keeps the height <= 1
     return width, area / width
-
-
-def _reflect(coordinate: tf.Tensor, size: int) -> tf.Tensor:
-    """Pixel coordinates mirrored into [-0.5, size - 0.5] (d c b a | a b c d | d c b a, as Keras' 'reflect')."""
-    period = 2.0 * size
-    folded = tf.math.floormod(coordinate + 0.5, period)
-    return tf.where(folded >= size, period - folded, folded) - 0.5
-
-
-def _sample(images: tf.Tensor, source_x: tf.Tensor, source_y: tf.Tensor, config: AugmentationConfig) -> tf.Tensor:
-    """Resample (B, H, W, C) at per-output-pixel source coordinates (B, H*W) in pixel units (centres at i)."""
-    height, width = int(images.shape[1]), int(images.shape[2])
-    shape = tf.shape(images)
-    flat = tf.reshape(images, [shape[0], height * width, -1])
-    if config.fill_mode == "reflect":
-        source_x, source_y = _reflect(source_x, width), _reflect(source_y, height)
-    # Outside the image (nearest fill), or the last half pixel of a reflection: the nearest edge pixel.
-    source_x = tf.clip_by_value(source_x, 0.0, width - 1.0)
-    source_y = tf.clip_by_value(source_y, 0.0, height - 1.0)
-
-    def gather(x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
-        return tf.gather(flat, tf.cast(y, tf.int32) * width + tf.cast(x, tf.int32), batch_dims=1)
-
-    if config.interpolation == "nearest":
-        return tf.reshape(gather(tf.round(source_x), tf.round(source_y)), shape)
-    x0, y0 = tf.floor(source_x), tf.floor(source_y)
-    x1, y1 = tf.minimum(x0 + 1, width - 1.0), tf.minimum(y0 + 1, height - 1.0)
-    wx, wy = (source_x - x0)[..., None], (source_y - y0)[..., None]
-    values = [tf.cast(gather(x, y), tf.float32) for x, y in ((x0, y0), (x1, y0), (x0, y1), (x1, y1))]
-    top = values[0] * (1 - wx) + values[1] * wx
-    bottom = values[2] * (1 - wx) + values[3] * wx
-    return tf.reshape(top * (1 - wy) + bottom * wy, shape)
 
 
 def geometric_augment(images: tf.Tensor, config: AugmentationConfig, seed: tf.Tensor) -> tf.Tensor:
     """Random resized crop, rotation, zoom and flips of a batch (B, H, W, C) with static H and W; float32 out."""
     height, width = int(images.shape[1]), int(images.shape[2])
     batch = tf.shape(images)[0]
-    crop_seed, shift_seed, angle_seed, zoom_seed, flip_seed = tf.unstack(_seeds(seed, 5))
-    grid_x, grid_y = _centred_grid(height, width)
+    crop_seed, shift_seed, angle_seed, zoom_seed, flip_seed = tf.unstack(seeds(seed, 5))
+    grid_x, grid_y = centred_grid(height, width)
     ones = tf.ones([batch, 1])
     scale_x, scale_y = crop_scales(crop_seed, batch, config) if config.random_crop else (ones, ones)
     # The crop's centre: anywhere that keeps an unrotated crop inside the photo.
-    shift = _uniform(shift_seed, [2, batch, 1], -0.5, 0.5)
+    shift = uniform(shift_seed, [2, batch, 1], -0.5, 0.5)
     centre_x = shift[0] * (1.0 - scale_x) * width + (width - 1) / 2
     centre_y = shift[1] * (1.0 - scale_y) * height + (height - 1) / 2
-    angle = _uniform(angle_seed, [batch, 1], -1.0, 1.0) * (config.rotation * math.pi / 180.0)
-    zoom = 1.0 + _uniform(zoom_seed, [batch, 1], -config.zoom, config.zoom) if config.zoom else ones
-    flips = tf.where(_uniform(flip_seed, [2, batch, 1], 0.0, 1.0) < 0.5, -1.0, 1.0)
+    angle = uniform(angle_seed, [batch, 1], -1.0, 1.0) * (config.rotation * math.pi / 180.0)
+    zoom = 1.0 + uniform(zoom_seed, [batch, 1], -config.zoom, config.zoom) if config.zoom else ones
+    flips = tf.where(uniform(flip_seed, [2, batch, 1], 0.0, 1.0) < 0.5, -1.0, 1.0)
     flip_x = flips[0] if config.flip_horizontal else ones
     flip_y = flips[1] if config.flip_vertical else ones
     # Output pixel p samples input pixel centre + R(angle) F S (p - c): S the crop's scale over the zoom.
@@ -114,25 +69,25 @@ def geometric_augment(images: tf.Tensor, config: AugmentationConfig, seed: tf.Te
     cos, sin = tf.cos(angle), tf.sin(angle)
     source_x = cos * ax * grid_x - sin * ay * grid_y + centre_x
     source_y = sin * ax * grid_x + cos * ay * grid_y + centre_y
-    return tf.cast(_sample(images, source_x, source_y, config), tf.float32)
+    return tf.cast(resample(images, source_x, source_y, config), tf.float32)
 
 
 def colour_augment(images: tf.Tensor, config: AugmentationConfig, seed: tf.Tensor) -> tf.Tensor:
     """Brightness, contrast, saturation and hue of float32 [0, 255] images, each image its own draw."""
     batch = tf.shape(images)[0]
-    brightness_seed, contrast_seed, saturation_seed, hue_seed = tf.unstack(_seeds(seed, 4))
+    brightness_seed, contrast_seed, saturation_seed, hue_seed = tf.unstack(seeds(seed, 4))
     if config.brightness:
-        images = images + _uniform(brightness_seed, [batch, 1, 1, 1], -config.brightness, config.brightness) * 255.0
+        images = images + uniform(brightness_seed, [batch, 1, 1, 1], -config.brightness, config.brightness) * 255.0
     if config.contrast:
         mean = tf.reduce_mean(images, axis=[1, 2, 3], keepdims=True)
-        images = (images - mean) * (1.0 + _uniform(contrast_seed, [batch, 1, 1, 1], -config.contrast,
+        images = (images - mean) * (1.0 + uniform(contrast_seed, [batch, 1, 1, 1], -config.contrast,
                                                    config.contrast)) + mean
     if config.saturation:
         grey = tf.reduce_sum(images * tf.constant(_RGB_TO_YIQ[0]), axis=-1, keepdims=True)
-        images = (images - grey) * (1.0 + _uniform(saturation_seed, [batch, 1, 1, 1], -config.saturation,
+        images = (images - grey) * (1.0 + uniform(saturation_seed, [batch, 1, 1, 1], -config.saturation,
                                                    config.saturation)) + grey
     if config.hue:
-        angle = _uniform(hue_seed, [batch], -config.hue, config.hue) * (2 * math.pi)
+        angle = uniform(hue_seed, [batch], -config.hue, config.hue) * (2 * math.pi)
         cos, sin, zero, one = tf.cos(angle), tf.sin(angle), tf.zeros_like(angle), tf.ones_like(angle)
         rotation = tf.reshape(tf.stack([one, zero, zero, zero, cos, -sin, zero, sin, cos], axis=1), [-1, 3, 3])
         # rgb' = YIQ^-1 R YIQ rgb, per image; applied to row vectors as rgb @ M^T.
@@ -145,27 +100,30 @@ def random_erase(images: tf.Tensor, probability: float, seed: tf.Tensor) -> tf.T
     """With ``probability`` per image, one rectangle (ERASE_AREA, ERASE_ASPECT) becomes uniform noise."""
     height, width = int(images.shape[1]), int(images.shape[2])
     batch = tf.shape(images)[0]
-    which_seed, area_seed, aspect_seed, place_seed, noise_seed = tf.unstack(_seeds(seed, 5))
-    area = _uniform(area_seed, [batch, 1, 1], *ERASE_AREA)
-    aspect = tf.exp(_uniform(aspect_seed, [batch, 1, 1], math.log(ERASE_ASPECT[0]), math.log(ERASE_ASPECT[1])))
+    which_seed, area_seed, aspect_seed, place_seed, noise_seed = tf.unstack(seeds(seed, 5))
+    area = uniform(area_seed, [batch, 1, 1], *ERASE_AREA)
+    aspect = tf.exp(uniform(aspect_seed, [batch, 1, 1], math.log(ERASE_ASPECT[0]), math.log(ERASE_ASPECT[1])))
     box_w = tf.minimum(tf.sqrt(area * aspect), 1.0) * width
     box_h = tf.minimum(tf.sqrt(area / aspect), 1.0) * height
-    place = _uniform(place_seed, [2, batch, 1, 1], 0.0, 1.0)
+    place = uniform(place_seed, [2, batch, 1, 1], 0.0, 1.0)
     left, top = place[0] * (width - box_w), place[1] * (height - box_h)
     xs = tf.range(width, dtype=tf.float32)[None, None, :]
     ys = tf.range(height, dtype=tf.float32)[None, :, None]
     inside = (xs >= left) & (xs < left + box_w) & (ys >= top) & (ys < top + box_h)
-    erase = _uniform(which_seed, [batch, 1, 1], 0.0, 1.0) < probability
+    erase = uniform(which_seed, [batch, 1, 1], 0.0, 1.0) < probability
     mask = tf.cast(inside & erase, images.dtype)[..., None]
-    noise = _uniform(noise_seed, tf.shape(images), 0.0, 255.0)
+    noise = uniform(noise_seed, tf.shape(images), 0.0, 255.0)
     return images * (1 - mask) + noise * mask
 
 
 def augment_batch(images: tf.Tensor, config: AugmentationConfig, seed: tf.Tensor | None = None) -> tf.Tensor:
     """All per-image augmentations of ``config``; any dtype in, float32 [0, 255] out. ``seed``: shape (2,)."""
     seed = tf.zeros([2], tf.int64) if seed is None else seed
-    geometry_seed, colour_seed, erase_seed = tf.unstack(_seeds(seed, 3))
+    geometry_seed, colour_seed, erase_seed = tf.unstack(seeds(seed, 3))
     images = geometric_augment(images, config, geometry_seed) if config.geometric else tf.cast(images, tf.float32)
+    if config.randaugment_ops:
+        # Its own stream, so turning it on leaves the draws of the other augmentations as they were.
+        images = rand_augment(images, config, seeds(seed + 1, 1)[0])
     if config.photometric:
         images = colour_augment(images, config, colour_seed)
     if config.random_erasing:
@@ -186,7 +144,7 @@ def mix_batch(images: tf.Tensor, labels: tf.Tensor, config: AugmentationConfig,
     One lambda per batch (as both papers do); with both on, each batch takes one of them at even odds (timm's
     switch). The mixed labels are lam * y + (1 - lam) * y_partner, so each row still sums to 1; CutMix's lam
     is the box's exact share of pixels."""
-    choice_seed, mixup_seed, cutmix_seed, box_seed = tf.unstack(_seeds(seed, 4))
+    choice_seed, mixup_seed, cutmix_seed, box_seed = tf.unstack(seeds(seed, 4))
     partner_images, partner_labels = tf.reverse(images, [0]), tf.reverse(labels, [0])
 
     def mixup() -> tuple[tf.Tensor, tf.Tensor]:
@@ -197,7 +155,7 @@ def mix_batch(images: tf.Tensor, labels: tf.Tensor, config: AugmentationConfig,
         height, width = int(images.shape[1]), int(images.shape[2])
         lam = _beta(cutmix_seed, config.cutmix_alpha)
         cut = tf.sqrt(1.0 - lam)
-        centre = _uniform(box_seed, [2], 0.0, 1.0)
+        centre = uniform(box_seed, [2], 0.0, 1.0)
         x0 = tf.clip_by_value(tf.round((centre[0] - cut / 2) * width), 0, width)
         x1 = tf.clip_by_value(tf.round((centre[0] + cut / 2) * width), 0, width)
         y0 = tf.clip_by_value(tf.round((centre[1] - cut / 2) * height), 0, height)
@@ -210,7 +168,7 @@ def mix_batch(images: tf.Tensor, labels: tf.Tensor, config: AugmentationConfig,
         return mixed, kept * labels + (1 - kept) * partner_labels
 
     if config.mixup_alpha and config.cutmix_alpha:
-        return tf.cond(_uniform(choice_seed, [], 0.0, 1.0) < 0.5, mixup, cutmix)
+        return tf.cond(uniform(choice_seed, [], 0.0, 1.0) < 0.5, mixup, cutmix)
     return mixup() if config.mixup_alpha else cutmix()
 
 

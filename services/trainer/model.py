@@ -132,8 +132,17 @@ def compile_model(
     else:
         loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
         accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
-    model.compile(optimizer=make_optimizer(name, learning_rate, weight_decay), loss=loss, metrics=[accuracy],
-                  jit_compile=jit_compile)
+    optimizer = make_optimizer(name, learning_rate, weight_decay)
+    if weight_decay:
+        optimizer.exclude_from_weight_decay(var_list=no_decay_variables(model))
+    model.compile(optimizer=optimizer, loss=loss, metrics=[accuracy], jit_compile=jit_compile)
+
+
+def no_decay_variables(model: keras.Model) -> list[keras.Variable]:
+    """The variables weight decay leaves alone: every one of rank 0 or 1, i.e. biases, BatchNorm and LayerNorm
+    scales and offsets, ConvNeXt's layer scales (timm's rule; Loshchilov & Hutter decay the weight matrices and
+    kernels: shrinking a normalisation's scale towards 0 is not regularisation but a change of the layer)."""
+    return [variable for variable in model.weights if len(variable.shape) <= 1]
 
 
 def unfreeze_for_fine_tuning(model: keras.Model, layers: int) -> int:

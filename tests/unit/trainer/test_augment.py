@@ -8,7 +8,6 @@ import pytest
 import tensorflow as tf
 
 from services.trainer.augment import (
-    _reflect,
     augment_batch,
     centre_crop,
     crop_scales,
@@ -17,6 +16,7 @@ from services.trainer.augment import (
     random_erase,
 )
 from services.trainer.input import finish_split
+from services.trainer.sampling import _reflect
 from shared.training import AugmentationConfig, TrainingJobSpec
 
 pytestmark = [pytest.mark.unit, pytest.mark.ml]

@@ -93,6 +93,25 @@ def test_the_loss_reads_logits_and_training_lowers_it() -> None:
     assert history["accuracy"][-1] >= 0.9  # accuracy works on logits (argmax)
 
 
+def test_weight_decay_shrinks_kernels_but_not_biases_or_batchnorm() -> None:
+    """Zero gradients: Adam's own step is 0, so whatever moves is the decoupled decay alone."""
+    model = build_model(spec("tiny_cnn"), 3)
+    compile_model(model, spec("tiny_cnn").optimizer.name, 0.1, jit_compile=False, weight_decay=0.5)
+    for variable in model.trainable_variables:  # non-zero everywhere, so a decay would show
+        variable.assign(np.full(variable.shape, 2.0, dtype="float32"))
+    before = {variable.path: variable.numpy().copy() for variable in model.trainable_variables}
+    model.optimizer.apply_gradients([(np.zeros(v.shape, "float32"), v) for v in model.trainable_variables])
+    ranks = {len(variable.shape) for variable in model.trainable_variables}
+    assert ranks >= {1, 2, 4}  # biases and BatchNorm scales, the dense kernels, the conv kernels
+    for variable in model.trainable_variables:
+        after = variable.numpy()
+        if len(variable.shape) <= 1:
+            np.testing.assert_array_equal(after, before[variable.path], err_msg=variable.path)
+        else:  # AdamW: w -= lr * decay * w
+            np.testing.assert_allclose(after, before[variable.path] * (1 - 0.1 * 0.5), rtol=1e-5,
+                                       err_msg=variable.path)
+
+
 def test_the_embedding_model_returns_pool_features_and_the_same_logits() -> None:
     model = build_model(spec("tiny_cnn"), 4)
     batch = np.random.default_rng(3).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
