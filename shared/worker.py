@@ -7,6 +7,7 @@ while a job runs, the job's id and the id of the request that queued it (``job.m
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -73,9 +74,17 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="sporeprint RQ worker")
     parser.add_argument("queues", nargs="+", choices=[name.value for name in QueueName])
     parser.add_argument("--burst", action="store_true", help="exit when the queues are empty")
+    parser.add_argument("--preload", action="append", default=[], metavar="MODULE",
+                        help="import MODULE once before the first job (repeatable): RQ forks a work horse per job, "
+                             "and each then starts with the job's code loaded instead of importing it again")
     args = parser.parse_args(argv)
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format, service=f"{'+'.join(args.queues)}-worker")
+    for module in args.preload:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            parser.error(f"--preload {module}: {exc}")
     connection = redis_connection(settings)
     queues = [get_queue(QueueName(name), connection) for name in args.queues]
     logger.info("worker listening on %s at %s", args.queues, redacted_url(settings.redis_url))

@@ -129,7 +129,11 @@ class _Step:
             with _lease(self.control, ttl, key):
                 yield None
 
-    def blacklist(self, downloader: DownloaderSettings) -> tuple[Blacklist, str]:
+    def blacklist(self, downloader: DownloaderSettings, plan: dict[str, Any] | None = None) -> tuple[Blacklist, str]:
+        """The blacklist the attempt's plan saved (its shards and merge obey the one the plan read, and do not
+        ask the curator again, once per shard); for the plan, or a plan saved without one, today's."""
+        if plan is not None and "blacklist" in plan:
+            return Blacklist.model_validate(plan["blacklist"]), str(plan["progress"].get("blacklist", "plan"))
         blacklist, origin = asyncio.run(load_blacklist(
             self.settings.curator_url, self.store, downloader.blacklist_cache_key, downloader.blacklist_timeout_s))
         logger.info("harvest %s: blacklist from %s (%d entries)", self.state.id, origin, len(blacklist.entries))
@@ -151,7 +155,8 @@ def plan_harvest(harvest_id: str, attempt: int, settings: Settings, downloader: 
             # a class cap counts stored images over the whole harvest: such a harvest is one shard
             rows = downloader.shard_rows if request.options.max_per_class is None else max(1, len(tasks))
             plan = {"shards": split_into_shards(tasks, rows),
-                    "progress": {**harvester.progress(), "blacklist": origin}}
+                    "progress": {**harvester.progress(), "blacklist": origin},
+                    "blacklist": blacklist.model_dump(mode="json")}
             step.state.save_plan(attempt, plan)
         shards: list[list[str]] = plan["shards"]
         step.control.set_shards(attempt, len(shards))
@@ -186,7 +191,7 @@ def harvest_shard(harvest_id: str, attempt: int, shard: int, settings: Settings,
             raise RuntimeError(f"harvest {harvest_id} attempt {attempt} has no plan")
         rows = frozenset(plan["shards"][shard])
         request = step.state.request()
-        blacklist, _ = step.blacklist(downloader)
+        blacklist, _ = step.blacklist(downloader, plan)
         hooks = HarvestHooks(progress=lambda progress: report_progress(**progress),
                              should_cancel=lambda: step.control.stop_requested(step.plan_id),
                              checkpointed=step.recorder.checkpointed)
@@ -203,7 +208,7 @@ def finish_harvest(harvest_id: str, attempt: int, settings: Settings,
         if ended is not None:
             return ended
         request = step.state.request()
-        blacklist, origin = step.blacklist(downloader)
+        blacklist, origin = step.blacklist(downloader, step.state.plan(attempt))
         hooks = HarvestHooks(progress=lambda progress: report_progress(**progress, blacklist=origin),
                              should_cancel=step.control.cancel_requested, checkpointed=step.recorder.checkpointed,
                              final_counts=lambda counts: _over_the_attempt(step, attempt, counts))

@@ -374,7 +374,8 @@ class TrainingRun:
         if self.state.epoch >= until:
             return
         model.fit(datasets["train"], validation_data=datasets["validation"], initial_epoch=self.state.epoch,
-                  epochs=until, callbacks=self._callbacks(until), class_weight=self.class_weights(), verbose=0)
+                  epochs=until, callbacks=self._callbacks(until), class_weight=self.class_weights(), verbose=0,
+                  shuffle=False)  # the tf.data pipeline shuffles; Keras would ignore True with a warning per fit
 
     def _compile(self, model: keras.Model, learning_rate: float) -> None:
         spec = self.spec
