@@ -98,14 +98,8 @@ def start_service(
     raise StackError(f"{name} did not answer {ready_path} within {timeout:.0f} s:\n{service.log_tail()}")
 
 
-# the module of each queue's jobs, imported once by its worker before RQ forks a work horse per job
-JOB_MODULES = {"harvest": "services.downloader.jobs", "curate": "services.curator.jobs"}
-
-
 def start_worker(name: str, queues: list[str], env: dict[str, str], log_dir: Path) -> ManagedProcess:
-    """An RQ worker process listening on ``queues`` (Redis URL from SPOREPRINT_REDIS_URL), with the jobs'
-    modules preloaded."""
-    preload = [arg for queue in queues if queue in JOB_MODULES for arg in ("--preload", JOB_MODULES[queue])]
-    args = [sys.executable, "-m", "shared.worker", *queues, *preload]
+    """An RQ worker process listening on ``queues`` (Redis URL from SPOREPRINT_REDIS_URL)."""
+    args = [sys.executable, "-m", "shared.worker", *queues]
     proc, log_path = spawn(name, args, env, log_dir)
     return ManagedProcess(name, proc, log_path, None, env)

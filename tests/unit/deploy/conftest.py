@@ -130,8 +130,6 @@ def entry_module_file(app_path: str) -> Path:
 # The worker processes: queues -> the module run with `python -m`. The training worker is shared.worker with
 # TensorFlow imported once before RQ forks (services/trainer/worker.py); shared.worker would run it too.
 WORKER_MODULES = {("harvest", "curate"): "shared.worker", ("train",): "services.trainer.worker"}
-# ... and the job modules each imports once before its first fork (shared.worker --preload)
-WORKER_PRELOADS = {("harvest", "curate"): ("services.downloader.jobs", "services.curator.jobs"), ("train",): ()}
 
 
 def assert_worker_command(command: list[str], queues: tuple[str, ...]) -> None:
@@ -140,11 +138,7 @@ def assert_worker_command(command: list[str], queues: tuple[str, ...]) -> None:
     from shared.queue import QueueName
 
     module = WORKER_MODULES[queues]
-    preloads = WORKER_PRELOADS[queues]
-    assert command == ["python", "-m", module, *queues, *(arg for job in preloads for arg in ("--preload", job))], (
-        command)
-    for job in preloads:
-        assert ROOT.joinpath(*job.split(".")).with_suffix(".py").is_file(), f"--preload {job}: no such module"
+    assert command == ["python", "-m", module, *queues], command
     assert set(queues) <= {queue.value for queue in QueueName}
     path = ROOT.joinpath(*module.split(".")).with_suffix(".py")
     assert path.is_file(), f"{module}: {path} does not exist"
