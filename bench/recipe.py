@@ -154,8 +154,8 @@ def main() -> None:
                               f"m-recipe-{index:02d}-{seed}") for seed in range(args.seeds)]
                 figures = {
                     "top1": _mean(run["metrics"].get("top1") for run in runs),
-                    "top1_low": min(float(run["metrics"].get("top1") or 0.0) for run in runs),
-                    "top1_high": max(float(run["metrics"].get("top1") or 0.0) for run in runs),
+                    "top1_low": _extreme(min, (run["metrics"].get("top1") for run in runs)),
+                    "top1_high": _extreme(max, (run["metrics"].get("top1") for run in runs)),
                     "top3": _mean(run["metrics"].get("top3") for run in runs),
                     "val_loss": _mean(run["val_loss"] for run in runs),
                     "test_ece": _mean(run["metrics"].get("test_ece") for run in runs),
@@ -176,9 +176,18 @@ def main() -> None:
     write_results(rows, identical, largest, timings, rows[0][2]["seconds"], args, classes, per_class, epochs)
 
 
+def _present(values: Any) -> list[float]:
+    return [float(value) for value in values if value is not None]
+
+
 def _mean(values: Any) -> float:
-    present = [float(value) for value in values if value is not None]
+    present = _present(values)
     return sum(present) / len(present) if present else float("nan")
+
+
+def _extreme(pick: Any, values: Any) -> float:
+    present = _present(values)
+    return float(pick(present)) if present else float("nan")
 
 
 def write_results(rows: list[tuple[str, str, dict[str, float]]], identical: bool, largest: float,
